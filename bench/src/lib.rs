@@ -1,0 +1,1 @@
+//! prism-bench: benchmark support code (the load generator lands here).

@@ -1,0 +1,418 @@
+//! The keyspace: 16384 slot tables, each behind its own lock.
+//!
+//! Invariants:
+//! - A key lives in the table of `Slot::of_key(key)` and nowhere else.
+//! - There is no global lock: a read locks one slot table for reading; a write locks the
+//!   tables of exactly the slots its op touches, in ascending slot order (so two
+//!   multi-slot writes can never deadlock), and holds them for the whole op (so a
+//!   multi-key write is atomic to readers).
+//! - An entry whose deadline is at or before "now" is invisible. Reads use the node's
+//!   clock; writes use the time fixed in the [`Write`]. Only writes remove entries, so
+//!   every replica applying the same writes holds the same entries.
+//! - Each table keeps its byte and key counts exact under every mutation (see
+//!   [`SlotTable::modify`]); the keyspace keeps node-wide totals as sums of table deltas.
+//!
+//! Positions: a table is an insertion-ordered map with swap-removal. Cursors (`SCAN`,
+//! active expiry) walk positions from the end of a table towards its start: a removal
+//! moves the last entry, which such a walk has already visited, into the hole, so an
+//! entry present for a whole scan is never skipped (it may be returned twice, which
+//! Redis allows).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use smallvec::SmallVec;
+
+use crate::apply;
+use crate::op::{Op, Output, Write};
+use crate::slot::{Slot, SLOT_COUNT};
+use crate::value::{FastHasher, Value, ENTRY_OVERHEAD};
+
+/// A stored value with its deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub value: Value,
+    /// Absolute deadline in ms since the epoch; 0 means no TTL.
+    pub expire_at: u64,
+}
+
+impl Entry {
+    pub fn new(value: Value) -> Entry {
+        Entry { value, expire_at: 0 }
+    }
+
+    #[inline]
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now_ms
+    }
+
+    fn mem(&self, key_len: usize) -> usize {
+        key_len + self.value.mem() + ENTRY_OVERHEAD
+    }
+}
+
+/// The keys of one slot.
+#[derive(Debug, Default)]
+pub struct SlotTable {
+    map: IndexMap<Box<[u8]>, Entry, FastHasher>,
+    /// Entries with a deadline (expired or not).
+    volatile: usize,
+    /// Approximate bytes held by the entries.
+    mem: usize,
+    /// Entries removed because they had expired.
+    expired_removed: u64,
+}
+
+impl SlotTable {
+    /// Number of entries, including expired ones not yet removed (as Redis's DBSIZE).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn volatile(&self) -> usize {
+        self.volatile
+    }
+
+    pub fn mem(&self) -> usize {
+        self.mem
+    }
+
+    pub fn expired_removed(&self) -> u64 {
+        self.expired_removed
+    }
+
+    /// The live entry under `key`.
+    #[inline]
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| !e.is_expired(now_ms))
+    }
+
+    /// The key and entry at a position (live or not).
+    pub fn get_index(&self, i: usize) -> Option<(&[u8], &Entry)> {
+        self.map.get_index(i).map(|(k, e)| (&**k, e))
+    }
+
+    /// Runs `f` on the live entry under `key` (`None` if absent or expired) and stores
+    /// whatever `f` leaves behind: a changed entry is kept, `None` removes the key, a new
+    /// entry inserts it. Counts stay exact whatever `f` does. An expired entry that `f`
+    /// leaves as `None` is removed and counted as expired.
+    pub fn modify<R>(&mut self, key: &[u8], now_ms: u64, f: impl FnOnce(&mut Option<Entry>) -> R) -> R {
+        let found = self.map.get_index_of(key);
+        let mut expired = false;
+        let mut cur = match found {
+            Some(i) => {
+                let (k, e) = self.map.get_index_mut(i).expect("index from get_index_of");
+                self.mem -= e.mem(k.len());
+                if e.expire_at != 0 {
+                    self.volatile -= 1;
+                }
+                let taken = std::mem::replace(e, Entry::new(Value::Str(Vec::new())));
+                if taken.is_expired(now_ms) {
+                    expired = true;
+                    None
+                } else {
+                    Some(taken)
+                }
+            }
+            None => None,
+        };
+        let r = f(&mut cur);
+        match (found, cur) {
+            (Some(i), Some(e)) => {
+                self.account_added(key.len(), &e);
+                *self.map.get_index_mut(i).expect("index still valid").1 = e;
+            }
+            (Some(i), None) => {
+                self.map.swap_remove_index(i);
+                if expired {
+                    self.expired_removed += 1;
+                }
+            }
+            (None, Some(e)) => {
+                self.account_added(key.len(), &e);
+                self.map.insert(key.into(), e);
+            }
+            (None, None) => {}
+        }
+        r
+    }
+
+    fn account_added(&mut self, key_len: usize, e: &Entry) {
+        self.mem += e.mem(key_len);
+        if e.expire_at != 0 {
+            self.volatile += 1;
+        }
+    }
+
+    /// Removes the live entry under `key`, returning it.
+    pub fn take(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        self.modify(key, now_ms, |cur| cur.take())
+    }
+
+    /// Inserts or replaces the entry under `key`.
+    pub fn put(&mut self, key: &[u8], now_ms: u64, entry: Entry) {
+        self.modify(key, now_ms, |cur| *cur = Some(entry));
+    }
+
+    fn clear(&mut self) {
+        *self = SlotTable { expired_removed: self.expired_removed, ..SlotTable::default() };
+    }
+}
+
+/// Totals over all slots, for INFO.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeyspaceStats {
+    pub keys: u64,
+    pub volatile: u64,
+    pub expired_removed: u64,
+}
+
+/// Where an active-expiry walk resumes: a slot and the number of positions of that slot
+/// still to visit (`None`: start the slot from its end).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryCursor {
+    slot: usize,
+    remaining: Option<usize>,
+}
+
+/// All keys of the node, one table per slot.
+pub struct Keyspace {
+    slots: Box<[RwLock<SlotTable>]>,
+    mem: AtomicI64,
+    keys: AtomicI64,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keyspace {
+    pub fn new() -> Keyspace {
+        Keyspace {
+            slots: (0..SLOT_COUNT).map(|_| RwLock::new(SlotTable::default())).collect(),
+            mem: AtomicI64::new(0),
+            keys: AtomicI64::new(0),
+        }
+    }
+
+    /// Read access to one slot's table.
+    #[inline]
+    pub fn slot(&self, slot: Slot) -> RwLockReadGuard<'_, SlotTable> {
+        self.slots[slot.index()].read()
+    }
+
+    /// Runs `f` on the live entry under `key`.
+    #[inline]
+    pub fn get<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Entry>) -> R) -> R {
+        let table = self.slot(Slot::of_key(key));
+        f(table.get(key, now_ms))
+    }
+
+    /// Locks the slots of `keys` for reading, all at once, so a multi-key read sees one
+    /// consistent state.
+    pub fn read_many<'a, K: AsRef<[u8]> + 'a>(&self, keys: impl IntoIterator<Item = &'a K>) -> ReadSet<'_> {
+        let mut slots: SmallVec<[u16; 8]> = keys.into_iter().map(|k| Slot::of_key(k.as_ref()).get()).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        ReadSet { guards: slots.into_iter().map(|s| (s, self.slots[s as usize].read())).collect() }
+    }
+
+    /// Approximate bytes held by all entries.
+    pub fn used_memory(&self) -> u64 {
+        self.mem.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Number of keys, including expired ones not yet removed.
+    pub fn key_count(&self) -> u64 {
+        self.keys.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    pub fn stats(&self) -> KeyspaceStats {
+        let mut s = KeyspaceStats::default();
+        for t in self.slots.iter() {
+            let t = t.read();
+            s.keys += t.len() as u64;
+            s.volatile += t.volatile() as u64;
+            s.expired_removed += t.expired_removed();
+        }
+        s
+    }
+
+    /// Applies one write. Deterministic: the result and the new state depend only on the
+    /// current state and `w`.
+    pub fn apply(&self, w: &Write) -> Output {
+        if let Op::FlushAll = w.op {
+            for t in self.slots.iter() {
+                let mut t = t.write();
+                self.mem.fetch_sub(t.mem() as i64, Ordering::Relaxed);
+                self.keys.fetch_sub(t.len() as i64, Ordering::Relaxed);
+                t.clear();
+            }
+            return Output::Ok;
+        }
+        let mut slots: SmallVec<[u16; 4]> = SmallVec::new();
+        w.op.for_each_key(|k| slots.push(Slot::of_key(k).get()));
+        slots.sort_unstable();
+        slots.dedup();
+        let mut set = WriteSet { guards: slots.iter().map(|&s| (s, self.slots[s as usize].write())).collect() };
+        let before: SmallVec<[(usize, usize); 4]> = set.guards.iter().map(|(_, g)| (g.mem(), g.len())).collect();
+        let out = apply::apply_op(&mut set, &w.op, w.now_ms);
+        for ((_, g), (mem, len)) in set.guards.iter().zip(before) {
+            self.mem.fetch_add(g.mem() as i64 - mem as i64, Ordering::Relaxed);
+            self.keys.fetch_add(g.len() as i64 - len as i64, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Walks positions from `cursor`, examining at most `budget` entries and `budget`
+    /// slots, and returns the keys found expired at `now_ms`. The caller removes them with
+    /// [`Op::PurgeExpired`] through the write path.
+    pub fn find_expired(&self, cursor: &mut ExpiryCursor, now_ms: u64, budget: usize) -> Vec<Bytes> {
+        let mut found = Vec::new();
+        let mut examined = 0;
+        let mut slots_seen = 0;
+        while examined < budget && slots_seen < budget {
+            slots_seen += 1;
+            let table = self.slots[cursor.slot].read();
+            if table.volatile() == 0 {
+                *cursor = ExpiryCursor { slot: (cursor.slot + 1) % SLOT_COUNT, remaining: None };
+                continue;
+            }
+            let mut pos = cursor.remaining.unwrap_or(table.len()).min(table.len());
+            while pos > 0 && examined < budget {
+                pos -= 1;
+                examined += 1;
+                if let Some((k, e)) = table.get_index(pos) {
+                    if e.is_expired(now_ms) {
+                        found.push(Bytes::copy_from_slice(k));
+                    }
+                }
+            }
+            *cursor = if pos == 0 {
+                ExpiryCursor { slot: (cursor.slot + 1) % SLOT_COUNT, remaining: None }
+            } else {
+                ExpiryCursor { slot: cursor.slot, remaining: Some(pos) }
+            };
+        }
+        found
+    }
+
+    /// One step of a `SCAN`: from `cursor`, pushes live keys accepted by `keep` into `out`
+    /// until about `count` are collected or about `10 * count` positions were visited.
+    /// Returns the next cursor (0 when the scan is complete).
+    ///
+    /// Cursor layout: the low 14 bits are the slot; the rest is the number of positions of
+    /// that slot still to visit, 0 meaning "the whole slot".
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        mut keep: impl FnMut(&[u8], &Entry) -> bool,
+        out: &mut Vec<Bytes>,
+    ) -> u64 {
+        let count = count.max(1);
+        let mut slot = (cursor as usize) & (SLOT_COUNT - 1);
+        let mut remaining = (cursor >> 14) as usize;
+        let mut visited = 0usize;
+        let limit = count.saturating_mul(10).max(100);
+        loop {
+            let table = self.slots[slot].read();
+            let mut pos = if remaining == 0 { table.len() } else { remaining.min(table.len()) };
+            while pos > 0 && out.len() < count && visited < limit {
+                pos -= 1;
+                visited += 1;
+                if let Some((k, e)) = table.get_index(pos) {
+                    if !e.is_expired(now_ms) && keep(k, e) {
+                        out.push(Bytes::copy_from_slice(k));
+                    }
+                }
+            }
+            visited += 1;
+            if pos > 0 {
+                return ((pos as u64) << 14) | slot as u64;
+            }
+            slot += 1;
+            remaining = 0;
+            if slot == SLOT_COUNT {
+                return 0;
+            }
+            if out.len() >= count || visited >= limit {
+                return slot as u64;
+            }
+        }
+    }
+
+    /// Live keys of one slot, at most `limit`.
+    pub fn keys_in_slot(&self, slot: Slot, now_ms: u64, limit: usize) -> Vec<Bytes> {
+        let table = self.slot(slot);
+        (0..table.len())
+            .filter_map(|i| table.get_index(i))
+            .filter(|(_, e)| !e.is_expired(now_ms))
+            .take(limit)
+            .map(|(k, _)| Bytes::copy_from_slice(k))
+            .collect()
+    }
+
+    /// A live key chosen by `pick` (called with a bound, returns a number below it), or
+    /// `None` if the keyspace holds no live key among the tries made.
+    pub fn random_key(&self, now_ms: u64, mut pick: impl FnMut(usize) -> usize) -> Option<Bytes> {
+        if self.key_count() == 0 {
+            return None;
+        }
+        for attempt in 0..256 {
+            // Random slots first; then a linear walk so a sparse keyspace still answers.
+            let slot = if attempt < 128 { pick(SLOT_COUNT) } else { (pick(SLOT_COUNT) + attempt) % SLOT_COUNT };
+            let table = self.slots[slot].read();
+            if table.is_empty() {
+                continue;
+            }
+            let (k, e) = table.get_index(pick(table.len()))?;
+            if !e.is_expired(now_ms) {
+                return Some(Bytes::copy_from_slice(k));
+            }
+        }
+        Slot::all().find_map(|s| {
+            let t = self.slot(s);
+            (0..t.len())
+                .filter_map(|i| t.get_index(i))
+                .find(|(_, e)| !e.is_expired(now_ms))
+                .map(|(k, _)| Bytes::copy_from_slice(k))
+        })
+    }
+}
+
+/// Slot tables locked for reading by [`Keyspace::read_many`].
+pub struct ReadSet<'a> {
+    guards: SmallVec<[(u16, RwLockReadGuard<'a, SlotTable>); 8]>,
+}
+
+impl ReadSet<'_> {
+    /// The live entry under `key`. `key` must be one of the keys the set was locked for.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        let slot = Slot::of_key(key).get();
+        self.guards.iter().find(|(s, _)| *s == slot).and_then(|(_, t)| t.get(key, now_ms))
+    }
+}
+
+/// Slot tables locked for writing while one op applies.
+pub(crate) struct WriteSet<'a> {
+    guards: SmallVec<[(u16, RwLockWriteGuard<'a, SlotTable>); 4]>,
+}
+
+impl WriteSet<'_> {
+    /// The table holding `key`. The op declared every key it touches, so it is locked.
+    pub(crate) fn table(&mut self, key: &[u8]) -> &mut SlotTable {
+        let slot = Slot::of_key(key).get();
+        let i = self.guards.iter().position(|(s, _)| *s == slot).expect("op touched a key it did not declare");
+        &mut self.guards[i].1
+    }
+}

@@ -1,0 +1,163 @@
+//! Deterministic write operations: what a write command becomes before it is applied.
+//!
+//! A command handler turns a write command into an [`Op`] with everything that is not a
+//! pure function of the current state already decided: absolute expiry deadlines rather
+//! than relative TTLs, the write's time in [`Write::now_ms`], and (for commands that pick
+//! at random) the chosen elements. Applying a `Write` is then a pure function of the
+//! keyspace and the write, so every replica that applies the same log reaches the same
+//! state (invariant 2). Today a node applies ops locally; the replication layer puts a
+//! Raft log between creating and applying them without changing either side.
+//!
+//! Ops are serde-serializable because they are the payload of the replication log.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One write as it would appear in a log entry: the op and the leader's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Write {
+    /// The leader's clock when the write was created. Expiry during apply is judged
+    /// against this time, never against the applying node's clock.
+    pub now_ms: u64,
+    pub op: Op,
+}
+
+/// Condition on the key's existence (`NX` / `XX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exists {
+    Any,
+    /// Only if the key does not exist (`NX`).
+    Absent,
+    /// Only if the key exists (`XX`).
+    Present,
+}
+
+/// What a `SET`-like write does to the key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TtlChange {
+    /// Remove any TTL (the default for `SET`).
+    Clear,
+    /// Keep the existing TTL (`KEEPTTL`).
+    Keep,
+    /// Expire at this absolute time in ms.
+    At(u64),
+}
+
+/// `EXPIRE` family conditions (Redis 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireCond {
+    Always,
+    /// Only when the key has no TTL.
+    Nx,
+    /// Only when the key has a TTL.
+    Xx,
+    /// Only when the new deadline is later than the current one (no TTL counts as infinite).
+    Gt,
+    /// Only when the new deadline is earlier (no TTL counts as infinite).
+    Lt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// DEL / UNLINK -> number of keys removed.
+    Del { keys: Vec<Bytes> },
+    /// SET and its variants -> OK / nil, or the old value with `get`.
+    Set { key: Bytes, value: Bytes, exists: Exists, ttl: TtlChange, get: bool },
+    /// MSET (`nx: false`) -> OK; MSETNX (`nx: true`) -> 1 if all were set, else 0.
+    MSet { pairs: Vec<(Bytes, Bytes)>, nx: bool },
+    /// INCR / DECR / INCRBY / DECRBY -> the new value.
+    IncrBy { key: Bytes, delta: i64 },
+    /// INCRBYFLOAT -> the new value as a string.
+    IncrByFloat { key: Bytes, delta: f64 },
+    /// APPEND -> the new length.
+    Append { key: Bytes, value: Bytes },
+    /// SETRANGE -> the new length.
+    SetRange { key: Bytes, offset: usize, value: Bytes },
+    /// GETDEL -> the old value or nil.
+    GetDel { key: Bytes },
+    /// GETEX -> the value or nil; changes the TTL when `ttl` is not `Keep`.
+    GetEx { key: Bytes, ttl: TtlChange },
+    /// EXPIRE family with an absolute deadline -> 1 if the TTL was set (or the key deleted
+    /// because the deadline has passed), 0 if not.
+    Expire { key: Bytes, at_ms: i64, cond: ExpireCond },
+    /// PERSIST -> 1 if a TTL was removed.
+    Persist { key: Bytes },
+    /// RENAME (`nx: false`) -> OK; RENAMENX (`nx: true`) -> 1 / 0. Missing source: error.
+    Rename { src: Bytes, dst: Bytes, nx: bool },
+    /// HSET / HMSET -> number of new fields; with `nx`, HSETNX -> 1 / 0 (single pair).
+    HSet { key: Bytes, pairs: Vec<(Bytes, Bytes)>, nx: bool },
+    /// HDEL -> number of fields removed.
+    HDel { key: Bytes, fields: Vec<Bytes> },
+    /// HINCRBY -> the new value.
+    HIncrBy { key: Bytes, field: Bytes, delta: i64 },
+    /// HINCRBYFLOAT -> the new value as a string.
+    HIncrByFloat { key: Bytes, field: Bytes, delta: f64 },
+    /// FLUSHDB / FLUSHALL -> OK.
+    FlushAll,
+    /// Physical removal of keys found expired by active expiry: each key is removed only
+    /// if it is still expired at the write's time -> number removed.
+    PurgeExpired { keys: Vec<Bytes> },
+}
+
+impl Op {
+    /// Calls `f` with every key the op may read or write. The keyspace locks exactly the
+    /// slots of these keys while applying.
+    pub fn for_each_key(&self, mut f: impl FnMut(&[u8])) {
+        match self {
+            Op::Del { keys } | Op::PurgeExpired { keys } => keys.iter().for_each(|k| f(k)),
+            Op::MSet { pairs, .. } => pairs.iter().for_each(|(k, _)| f(k)),
+            Op::Rename { src, dst, .. } => {
+                f(src);
+                f(dst);
+            }
+            Op::Set { key, .. }
+            | Op::IncrBy { key, .. }
+            | Op::IncrByFloat { key, .. }
+            | Op::Append { key, .. }
+            | Op::SetRange { key, .. }
+            | Op::GetDel { key }
+            | Op::GetEx { key, .. }
+            | Op::Expire { key, .. }
+            | Op::Persist { key }
+            | Op::HSet { key, .. }
+            | Op::HDel { key, .. }
+            | Op::HIncrBy { key, .. }
+            | Op::HIncrByFloat { key, .. } => f(key),
+            Op::FlushAll => {}
+        }
+    }
+}
+
+/// The result of applying a write; the server renders it as a RESP reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    Ok,
+    Nil,
+    Int(i64),
+    Bulk(Bytes),
+    Array(Vec<Output>),
+    Err(OpError),
+}
+
+/// Why a write was refused. Refused writes change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum OpError {
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    #[error("ERR no such key")]
+    NoSuchKey,
+    #[error("ERR hash value is not an integer")]
+    HashNotInteger,
+    #[error("ERR hash value is not a float")]
+    HashNotFloat,
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+}

@@ -1,0 +1,6 @@
+//! Hash commands: HSET HSETNX HGET HMGET HMSET HGETALL HDEL HLEN HEXISTS HINCRBY
+//! HINCRBYFLOAT HKEYS HVALS HSTRLEN HSCAN HRANDFIELD.
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,256 @@
+//! Command execution: one module per command family, all the same shape.
+//!
+//! [`execute`] is the one place every request passes: table lookup, arity, auth,
+//! subcommand resolution, routing (`-MOVED`, `-CROSSSLOT`), the memory check (`-OOM`),
+//! then the handler. Handlers parse their arguments with the helpers here and either
+//! write a reply (reads) or return an [`Op`] (writes), never both. Errors become replies
+//! in one place, [`CmdError`], with Redis's words.
+
+pub mod cluster;
+pub mod connection;
+pub mod hash;
+pub mod keys;
+pub mod server;
+pub mod string;
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use prism_engine::{Op, Slot};
+
+use crate::conn::ConnState;
+use crate::node::Node;
+use crate::resp::ReplyWriter;
+use crate::table::{self, flag, CommandSpec, Handler};
+use crate::topology::Route;
+
+/// The context a handler runs in.
+pub struct Ctx<'a> {
+    pub node: &'a Node,
+    pub conn: &'a mut ConnState,
+    pub out: &'a mut ReplyWriter,
+}
+
+impl Ctx<'_> {
+    /// The time reads are judged at.
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        self.node.now_ms()
+    }
+
+    /// Applies a write now and renders its output. For handlers that must write as part
+    /// of a larger reply; plain write commands return their op instead.
+    pub fn write(&mut self, op: Op) {
+        let out = self.node.write(op);
+        self.out.output(&out);
+    }
+
+    /// Counts a keyspace lookup for INFO's keyspace_hits / keyspace_misses.
+    #[inline]
+    pub fn hit(&mut self, found: bool) {
+        if found {
+            self.conn.hits += 1;
+        } else {
+            self.conn.misses += 1;
+        }
+    }
+}
+
+/// An error reply, with its code: `ERR ...`, `WRONGTYPE ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError(pub Cow<'static, str>);
+
+pub type CmdResult<T> = Result<T, CmdError>;
+
+impl CmdError {
+    pub const SYNTAX: CmdError = CmdError(Cow::Borrowed("ERR syntax error"));
+    pub const NOT_INTEGER: CmdError = CmdError(Cow::Borrowed("ERR value is not an integer or out of range"));
+    pub const NOT_FLOAT: CmdError = CmdError(Cow::Borrowed("ERR value is not a valid float"));
+    pub const WRONGTYPE: CmdError =
+        CmdError(Cow::Borrowed("WRONGTYPE Operation against a key holding the wrong kind of value"));
+    pub const INVALID_CURSOR: CmdError = CmdError(Cow::Borrowed("ERR invalid cursor"));
+
+    pub fn msg(text: impl Into<Cow<'static, str>>) -> CmdError {
+        CmdError(text.into())
+    }
+}
+
+impl From<prism_engine::OpError> for CmdError {
+    fn from(e: prism_engine::OpError) -> Self {
+        CmdError(Cow::Owned(e.to_string()))
+    }
+}
+
+/// Runs one request and writes its reply.
+pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
+    conn.commands += 1;
+    let Some(spec) = table::lookup(&args[0]) else {
+        return fail(conn, out, unknown_command(args));
+    };
+    if !spec.arity_ok(args.len()) {
+        return fail(conn, out, CmdError::msg(format!("ERR wrong number of arguments for '{}' command", spec.name)));
+    }
+    if !conn.authenticated && !spec.has(flag::NO_AUTH) {
+        return fail(conn, out, CmdError::msg("NOAUTH Authentication required."));
+    }
+    let (spec, full_name) = match spec.handler {
+        Handler::Container(_) => match table::lookup_sub(spec, &args[1]) {
+            Some(sub) if sub.arity_ok(args.len()) => (sub, sub_name(spec, sub)),
+            Some(sub) => {
+                return fail(
+                    conn,
+                    out,
+                    CmdError::msg(format!("ERR wrong number of arguments for '{}|{}' command", spec.name, sub.name)),
+                );
+            }
+            None => {
+                let msg = format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    truncated(&args[1], 128),
+                    spec.name.to_ascii_uppercase()
+                );
+                return fail(conn, out, CmdError::msg(msg));
+            }
+        },
+        _ => (spec, spec.name),
+    };
+    if let Err(e) = route(node, spec, args) {
+        return fail(conn, out, e);
+    }
+    if spec.has(flag::DENYOOM) && node.over_maxmemory() {
+        return fail(conn, out, CmdError::msg("OOM command not allowed when used memory > 'maxmemory'."));
+    }
+    conn.handle.touch(full_name);
+    let mut ctx = Ctx { node, conn, out };
+    match spec.handler {
+        Handler::Direct(f) => f(&mut ctx, args),
+        Handler::Write(f) => match f(&mut ctx, args) {
+            Ok(op) => {
+                let result = node.write(op);
+                if matches!(result, prism_engine::Output::Err(_)) {
+                    ctx.conn.errors += 1;
+                }
+                ctx.out.output(&result);
+            }
+            Err(e) => fail(ctx.conn, ctx.out, e),
+        },
+        Handler::Container(_) => fail(ctx.conn, ctx.out, CmdError::msg("ERR nested container command")),
+    }
+}
+
+fn fail(conn: &mut ConnState, out: &mut ReplyWriter, e: CmdError) {
+    conn.errors += 1;
+    out.error(&e.0);
+}
+
+/// `container|sub` as a static string, for CLIENT LIST's `cmd=`.
+fn sub_name(container: &'static CommandSpec, sub: &'static CommandSpec) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<HashMap<(usize, usize), &'static str>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        table::all()
+            .flat_map(|c| c.subcommands().iter().map(move |s| (c, s)))
+            .map(|(c, s)| {
+                (
+                    (c as *const _ as usize, s as *const _ as usize),
+                    &*Box::leak(format!("{}|{}", c.name, s.name).into_boxed_str()),
+                )
+            })
+            .collect()
+    });
+    names.get(&(container as *const _ as usize, sub as *const _ as usize)).copied().unwrap_or(container.name)
+}
+
+/// Checks that every key of the request is served here and that all of them live in one
+/// shard.
+fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<()> {
+    let mut keys = spec.key_indexes(args.len());
+    let Some(first) = keys.next() else {
+        return Ok(());
+    };
+    let topology = node.topology.read();
+    let first_slot = Slot::of_key(&args[first]);
+    let first_route = topology.route(first_slot);
+    for i in keys {
+        let r = topology.route(Slot::of_key(&args[i]));
+        let same = match (r, first_route) {
+            (Route::Local(a), Route::Local(b)) | (Route::Moved(a), Route::Moved(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(CmdError::msg("CROSSSLOT Keys in request don't hash to the same slot"));
+        }
+    }
+    match first_route {
+        Route::Local(_) => Ok(()),
+        Route::Moved(shard) => {
+            let target = topology.primary_of(shard).map(|n| format!("{}:{}", n.ip, n.port));
+            match target {
+                Some(addr) => Err(CmdError::msg(format!("MOVED {first_slot} {addr}"))),
+                None => Err(CmdError::msg("CLUSTERDOWN Hash slot not served")),
+            }
+        }
+    }
+}
+
+fn unknown_command(args: &[Bytes]) -> CmdError {
+    let mut msg = format!("ERR unknown command '{}', with args beginning with: ", truncated(&args[0], 128));
+    for a in &args[1..] {
+        if msg.len() > 256 {
+            break;
+        }
+        msg.push_str(&format!("'{}' ", truncated(a, 128)));
+    }
+    CmdError::msg(msg)
+}
+
+fn truncated(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
+}
+
+// ---- argument helpers -------------------------------------------------------------
+
+/// An i64 argument with Redis's strict rules.
+pub fn arg_i64(arg: &[u8]) -> CmdResult<i64> {
+    prism_engine::num::parse_i64(arg).ok_or(CmdError::NOT_INTEGER)
+}
+
+/// A non-negative count or index argument.
+pub fn arg_usize(arg: &[u8]) -> CmdResult<usize> {
+    let n = arg_i64(arg)?;
+    usize::try_from(n).map_err(|_| CmdError::msg("ERR value is out of range, must be positive"))
+}
+
+pub fn arg_f64(arg: &[u8]) -> CmdResult<f64> {
+    prism_engine::num::parse_f64(arg).ok_or(CmdError::NOT_FLOAT)
+}
+
+/// True when `arg` equals `word`, ignoring ASCII case.
+#[inline]
+pub fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Text of an argument for messages.
+pub fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+/// Writes HELP for a container command from the table.
+pub fn container_help(ctx: &mut Ctx<'_>, container: &str) {
+    let Some(spec) = table::lookup(container.as_bytes()) else {
+        return;
+    };
+    let subs = spec.subcommands();
+    let mut lines =
+        vec![format!("{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", container.to_ascii_uppercase())];
+    for s in subs {
+        lines.push(s.name.to_ascii_uppercase());
+        lines.push(format!("    {}", s.summary));
+    }
+    ctx.out.array(lines.len());
+    for l in &lines {
+        ctx.out.simple(l);
+    }
+}

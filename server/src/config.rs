@@ -1,0 +1,314 @@
+//! Node configuration: defaults, the TOML file, command-line flags and `CONFIG SET` all
+//! go through one function, [`Config::set`], so a key means the same thing everywhere and
+//! every bad key or value is reported the same way, naming the key.
+//!
+//! Secrets are never configuration values: `requirepass-file` names a file whose content
+//! is the password (invariant 7).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config key '{0}'")]
+    UnknownKey(String),
+    #[error("invalid value for '{key}': {why}")]
+    BadValue { key: String, why: String },
+    #[error("config key '{0}' cannot be changed while the node runs")]
+    Immutable(String),
+    #[error("cannot read config file {path}: {why}")]
+    File { path: String, why: String },
+}
+
+fn bad(key: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::BadValue { key: key.into(), why: why.into() }
+}
+
+/// One class of `client-output-buffer-limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutputLimit {
+    /// Disconnect as soon as pending output exceeds this many bytes (0: no limit).
+    pub hard: u64,
+    /// Disconnect when pending output stays above this many bytes ...
+    pub soft: u64,
+    /// ... for this many seconds.
+    pub soft_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    pub normal: OutputLimit,
+    pub replica: OutputLimit,
+    pub pubsub: OutputLimit,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        // Redis's defaults.
+        OutputLimits {
+            normal: OutputLimit::default(),
+            replica: OutputLimit { hard: 256 << 20, soft: 64 << 20, soft_seconds: 60 },
+            pubsub: OutputLimit { hard: 32 << 20, soft: 8 << 20, soft_seconds: 60 },
+        }
+    }
+}
+
+impl fmt::Display for OutputLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = |l: &OutputLimit| format!("{} {} {}", l.hard, l.soft, l.soft_seconds);
+        write!(f, "normal {} slave {} pubsub {}", c(&self.normal), c(&self.replica), c(&self.pubsub))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub maxclients: usize,
+    /// Bytes; 0 means no limit.
+    pub maxmemory: u64,
+    pub proto_max_bulk_len: u64,
+    pub client_output_buffer_limit: OutputLimits,
+    pub requirepass_file: Option<PathBuf>,
+    /// The address reported to clients in CLUSTER SLOTS/NODES and redirections; by
+    /// default the bind address, or the address a client connected to when bound to a
+    /// wildcard.
+    pub announce_ip: Option<String>,
+    /// Close client connections idle for this many seconds (0: never).
+    pub timeout: u64,
+    pub loglevel: String,
+    /// Background task frequency (active expiry), per second.
+    pub hz: u32,
+    /// The file the config was read from, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 6379,
+            data_dir: PathBuf::from("./prism-data"),
+            maxclients: 10_000,
+            maxmemory: 0,
+            proto_max_bulk_len: 512 << 20,
+            client_output_buffer_limit: OutputLimits::default(),
+            requirepass_file: None,
+            announce_ip: None,
+            timeout: 0,
+            loglevel: "notice".into(),
+            hz: 10,
+            config_file: None,
+        }
+    }
+}
+
+/// Every key, with whether it may change at run time.
+pub const KEYS: &[(&str, bool)] = &[
+    ("bind", false),
+    ("port", false),
+    ("data-dir", false),
+    ("maxclients", true),
+    ("maxmemory", true),
+    ("proto-max-bulk-len", true),
+    ("client-output-buffer-limit", true),
+    ("requirepass-file", false),
+    ("announce-ip", false),
+    ("timeout", true),
+    ("loglevel", true),
+    ("hz", true),
+];
+
+/// Read-only values some Redis tools ask for with CONFIG GET.
+pub const COMPAT: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("databases", "1"),
+    ("cluster-enabled", "yes"),
+    ("maxmemory-policy", "noeviction"),
+];
+
+impl Config {
+    /// Sets one key from its text form.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let key_lc = key.to_ascii_lowercase();
+        let k = key_lc.as_str();
+        match k {
+            "bind" => self.bind = value.parse().map_err(|_| bad(k, format!("'{value}' is not an IP address")))?,
+            "port" => {
+                self.port = value.parse().map_err(|_| bad(k, format!("'{value}' is not a port number (1-65535)")))?;
+                if self.port == 0 {
+                    return Err(bad(k, "port 0 is not allowed"));
+                }
+            }
+            "data-dir" | "dir" => {
+                if value.is_empty() {
+                    return Err(bad(k, "empty path"));
+                }
+                self.data_dir = PathBuf::from(value);
+            }
+            "maxclients" => {
+                self.maxclients = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if self.maxclients == 0 {
+                    return Err(bad(k, "must be at least 1"));
+                }
+            }
+            "maxmemory" => self.maxmemory = parse_memory(k, value)?,
+            "proto-max-bulk-len" => {
+                let v = parse_memory(k, value)?;
+                if v < 1024 * 1024 {
+                    return Err(bad(k, "must be at least 1mb"));
+                }
+                self.proto_max_bulk_len = v;
+            }
+            "client-output-buffer-limit" => {
+                self.client_output_buffer_limit = parse_output_limits(k, value, self.client_output_buffer_limit)?
+            }
+            "requirepass-file" => self.requirepass_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+            "announce-ip" => self.announce_ip = (!value.is_empty()).then(|| value.to_string()),
+            "timeout" => {
+                self.timeout = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number of seconds")))?
+            }
+            "loglevel" => {
+                if !["debug", "verbose", "notice", "warning", "nothing"].contains(&value) {
+                    return Err(bad(k, "expected one of debug, verbose, notice, warning, nothing"));
+                }
+                self.loglevel = value.to_string();
+            }
+            "hz" => {
+                let hz: u32 = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if !(1..=500).contains(&hz) {
+                    return Err(bad(k, "must be between 1 and 500"));
+                }
+                self.hz = hz;
+            }
+            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The text form of a key, as CONFIG GET shows it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "bind" => self.bind.to_string(),
+            "port" => self.port.to_string(),
+            "data-dir" => self.data_dir.display().to_string(),
+            "maxclients" => self.maxclients.to_string(),
+            "maxmemory" => self.maxmemory.to_string(),
+            "proto-max-bulk-len" => self.proto_max_bulk_len.to_string(),
+            "client-output-buffer-limit" => self.client_output_buffer_limit.to_string(),
+            "requirepass-file" => self.requirepass_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "announce-ip" => self.announce_ip.clone().unwrap_or_default(),
+            "timeout" => self.timeout.to_string(),
+            "loglevel" => self.loglevel.clone(),
+            "hz" => self.hz.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Applies a TOML document: each top-level key is a config key.
+    pub fn apply_toml(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::File { path: origin.into(), why: e.to_string() })?;
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => if b { "yes" } else { "no" }.to_string(),
+                other => return Err(bad(&key, format!("expected a string or a number, got {}", other.type_str()))),
+            };
+            self.set(&key, &text)?;
+        }
+        Ok(())
+    }
+
+    pub fn is_mutable(key: &str) -> Option<bool> {
+        KEYS.iter().find(|(k, _)| *k == key).map(|(_, m)| *m)
+    }
+}
+
+/// Redis memory units: `1k` = 1000, `1kb` = 1024, likewise m/mb and g/gb; plain bytes.
+pub fn parse_memory(key: &str, value: &str) -> Result<u64, ConfigError> {
+    let v = value.trim().to_ascii_lowercase();
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(digits_end);
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(bad(key, format!("'{value}' is not a size (examples: 1048576, 64mb, 2gb)"))),
+    };
+    let n: u64 =
+        num.parse().map_err(|_| bad(key, format!("'{value}' is not a size (examples: 1048576, 64mb, 2gb)")))?;
+    n.checked_mul(mul).ok_or_else(|| bad(key, "too large"))
+}
+
+/// `<class> <hard> <soft> <soft seconds>` repeated; classes normal, replica (or slave),
+/// pubsub. Classes not mentioned keep their current limits.
+fn parse_output_limits(key: &str, value: &str, mut limits: OutputLimits) -> Result<OutputLimits, ConfigError> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    if words.is_empty() || words.len() % 4 != 0 {
+        return Err(bad(key, "expected '<class> <hard limit> <soft limit> <soft seconds>' repeated"));
+    }
+    for chunk in words.chunks(4) {
+        let limit = OutputLimit {
+            hard: parse_memory(key, chunk[1])?,
+            soft: parse_memory(key, chunk[2])?,
+            soft_seconds: chunk[3]
+                .parse()
+                .map_err(|_| bad(key, format!("'{}' is not a number of seconds", chunk[3])))?,
+        };
+        match chunk[0].to_ascii_lowercase().as_str() {
+            "normal" => limits.normal = limit,
+            "replica" | "slave" => limits.replica = limit,
+            "pubsub" => limits.pubsub = limit,
+            other => return Err(bad(key, format!("unknown client class '{other}'"))),
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("m", "64mb").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("m", "1k").unwrap(), 1000);
+        assert_eq!(parse_memory("m", "1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("m", "123").unwrap(), 123);
+        assert!(parse_memory("m", "12xb").is_err());
+        assert!(parse_memory("m", "-1").is_err());
+    }
+
+    #[test]
+    fn toml_and_errors_name_the_key() {
+        let mut c = Config::default();
+        c.apply_toml("port = 7000\nmaxmemory = \"64mb\"\nbind = \"0.0.0.0\"\n", "t").unwrap();
+        assert_eq!((c.port, c.maxmemory, c.bind.to_string().as_str()), (7000, 64 << 20, "0.0.0.0"));
+        assert_eq!(c.apply_toml("nosuch = 1", "t").unwrap_err().to_string(), "unknown config key 'nosuch'");
+        let e = c.apply_toml("maxmemory = \"lots\"", "t").unwrap_err().to_string();
+        assert!(e.starts_with("invalid value for 'maxmemory'"), "{e}");
+        assert!(c.set("port", "70000").is_err());
+    }
+
+    #[test]
+    fn output_limits() {
+        let mut c = Config::default();
+        c.set("client-output-buffer-limit", "normal 1mb 512kb 10 pubsub 0 0 0").unwrap();
+        assert_eq!(
+            c.client_output_buffer_limit.normal,
+            OutputLimit { hard: 1 << 20, soft: 512 << 10, soft_seconds: 10 }
+        );
+        assert_eq!(c.client_output_buffer_limit.pubsub, OutputLimit::default());
+        assert!(c.set("client-output-buffer-limit", "normal 1 2").is_err());
+        assert!(c.set("client-output-buffer-limit", "weird 1 2 3").is_err());
+    }
+}

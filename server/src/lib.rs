@@ -1,0 +1,19 @@
+//! prism-server: the Prism node.
+//!
+//! Request path: a connection ([`conn`]) parses requests ([`resp`]), [`cmd::execute`]
+//! looks each up in the command [`table`], checks arity, auth, routing ([`topology`]) and
+//! memory, then runs the handler: reads go to the engine, writes become ops applied
+//! through [`node::Node::write`]. [`server`] starts and stops the whole.
+
+pub mod clients;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod node;
+pub mod resp;
+pub mod server;
+pub mod table;
+pub mod topology;
+
+pub use config::Config;
+pub use server::{start, ServerHandle, StartError};

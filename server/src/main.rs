@@ -1,0 +1,175 @@
+//! The `prism` binary: parses the command line and config file, then runs a node until
+//! SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use prism_engine::clock::SystemClock;
+use prism_server::Config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "prism",
+    version,
+    about = "Prism: a graph engine that speaks the Redis protocol.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+/// Every flag is also a key of the config file (`--config`); flags win over the file.
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// TOML config file with the same keys as these flags.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on for clients.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Client port.
+    #[arg(long)]
+    port: Option<String>,
+    /// Directory for the node's state.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Most client connections at once.
+    #[arg(long)]
+    maxclients: Option<String>,
+    /// Memory limit for data (e.g. 64mb); 0 means none.
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// File holding the password clients must AUTH with.
+    #[arg(long)]
+    requirepass_file: Option<String>,
+    /// Largest single argument a client may send (e.g. 512mb).
+    #[arg(long)]
+    proto_max_bulk_len: Option<String>,
+    /// "<class> <hard> <soft> <seconds>" for classes normal, replica, pubsub.
+    #[arg(long)]
+    client_output_buffer_limit: Option<String>,
+    /// Address announced to clients in cluster replies.
+    #[arg(long)]
+    announce_ip: Option<String>,
+    /// Close clients idle this many seconds (0: never).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// debug, verbose, notice or warning.
+    #[arg(long)]
+    loglevel: Option<String>,
+    /// Background task frequency per second.
+    #[arg(long)]
+    hz: Option<String>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Result<Config, String> {
+        let mut config = Config::default();
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            config.apply_toml(&text, &path.display().to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+            config.config_file = Some(path.clone());
+        }
+        let flags = [
+            ("bind", self.bind),
+            ("port", self.port),
+            ("data-dir", self.data_dir),
+            ("maxclients", self.maxclients),
+            ("maxmemory", self.maxmemory),
+            ("requirepass-file", self.requirepass_file),
+            ("proto-max-bulk-len", self.proto_max_bulk_len),
+            ("client-output-buffer-limit", self.client_output_buffer_limit),
+            ("announce-ip", self.announce_ip),
+            ("timeout", self.timeout),
+            ("loglevel", self.loglevel),
+            ("hz", self.hz),
+        ];
+        for (key, value) in flags {
+            if let Some(v) = value {
+                config.set(key, &v).map_err(|e| format!("--{key}: {e}"))?;
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => cli.serve,
+    };
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("prism: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match config.loglevel.as_str() {
+        "debug" => "debug",
+        "verbose" => "info",
+        "notice" => "info",
+        "warning" => "warn",
+        _ => "off",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("prism: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match prism_server::start(config, Arc::new(SystemClock)).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("prism: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("prism: serving on {} (pid {})", server.addr, std::process::id());
+        wait_for_signal().await;
+        eprintln!("prism: shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

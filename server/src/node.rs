@@ -1,0 +1,121 @@
+//! A node's shared state, and its write path.
+//!
+//! [`Node::write`] is the single seam between commands and state changes: a write
+//! command hands it an [`Op`], it stamps the time and applies the [`Write`] to the
+//! engine. The replication issue replaces the body with "propose to the shard's Raft
+//! group, await apply"; command handlers do not change.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use prism_engine::clock::Clock;
+use prism_engine::{Keyspace, Op, Output, Write};
+
+use crate::clients::ClientRegistry;
+use crate::config::{Config, OutputLimits};
+use crate::topology::Topology;
+
+/// Counters for INFO stats. Connections add their counts once per batch, not per
+/// command, to keep these cache lines cold.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
+    pub output_buffer_disconnections: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub error_replies: AtomicU64,
+}
+
+/// Limits read on the hot path, kept as atomics so `CONFIG SET` can change them live.
+#[derive(Debug)]
+pub struct Limits {
+    pub maxclients: AtomicUsize,
+    pub maxmemory: AtomicU64,
+    pub proto_max_bulk_len: AtomicU64,
+    pub timeout_secs: AtomicU64,
+    pub output: RwLock<OutputLimits>,
+}
+
+pub struct Node {
+    pub keyspace: Keyspace,
+    pub clock: Arc<dyn Clock>,
+    pub config: RwLock<Config>,
+    pub limits: Limits,
+    /// The password from `requirepass-file`, if any.
+    pub password: RwLock<Option<Vec<u8>>>,
+    pub topology: RwLock<Topology>,
+    pub clients: ClientRegistry,
+    pub stats: Stats,
+    pub started: Instant,
+    /// Random per process start, as Redis's run_id.
+    pub run_id: String,
+}
+
+impl Node {
+    pub fn new(config: Config, clock: Arc<dyn Clock>, password: Option<Vec<u8>>, topology: Topology) -> Node {
+        let limits = Limits {
+            maxclients: AtomicUsize::new(config.maxclients),
+            maxmemory: AtomicU64::new(config.maxmemory),
+            proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
+            timeout_secs: AtomicU64::new(config.timeout),
+            output: RwLock::new(config.client_output_buffer_limit),
+        };
+        Node {
+            keyspace: Keyspace::new(),
+            clock,
+            config: RwLock::new(config),
+            limits,
+            password: RwLock::new(password),
+            topology: RwLock::new(topology),
+            clients: ClientRegistry::default(),
+            stats: Stats::default(),
+            started: Instant::now(),
+            run_id: random_hex_id(),
+        }
+    }
+
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Applies a write and returns its output. The only way state changes.
+    pub fn write(&self, op: Op) -> Output {
+        let w = Write { now_ms: self.now_ms(), op };
+        self.keyspace.apply(&w)
+    }
+
+    pub fn requires_auth(&self) -> bool {
+        self.password.read().is_some()
+    }
+
+    /// True when `maxmemory` is set and exceeded.
+    pub fn over_maxmemory(&self) -> bool {
+        let max = self.limits.maxmemory.load(Ordering::Relaxed);
+        max != 0 && self.keyspace.used_memory() > max
+    }
+
+    /// Pushes a config change into the live limits.
+    pub fn apply_config(&self, config: Config) {
+        self.limits.maxclients.store(config.maxclients, Ordering::Relaxed);
+        self.limits.maxmemory.store(config.maxmemory, Ordering::Relaxed);
+        self.limits.proto_max_bulk_len.store(config.proto_max_bulk_len, Ordering::Relaxed);
+        self.limits.timeout_secs.store(config.timeout, Ordering::Relaxed);
+        *self.limits.output.write() = config.client_output_buffer_limit;
+        *self.config.write() = config;
+    }
+}
+
+/// 40 random lower-case hex characters.
+pub fn random_hex_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..40).map(|_| std::char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
+}

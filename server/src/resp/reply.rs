@@ -1,0 +1,203 @@
+//! Writing replies straight into a connection's output buffer, in the shape of the
+//! connection's protocol (RESP2 or RESP3, switched by `HELLO`).
+//!
+//! RESP3-only types degrade as Redis degrades them for RESP2: maps and sets become flat
+//! arrays, doubles become bulk strings, booleans become integers, verbatim strings become
+//! bulk strings and null becomes `$-1` (or `*-1` for a null array).
+
+use bytes::{BufMut, BytesMut};
+
+use prism_engine::Output;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Resp2,
+    Resp3,
+}
+
+pub struct ReplyWriter {
+    pub buf: BytesMut,
+    pub proto: Proto,
+}
+
+impl ReplyWriter {
+    pub fn new(proto: Proto) -> Self {
+        ReplyWriter { buf: BytesMut::with_capacity(16 * 1024), proto }
+    }
+
+    pub fn is_resp3(&self) -> bool {
+        self.proto == Proto::Resp3
+    }
+
+    fn header(&mut self, prefix: u8, n: i64) {
+        self.buf.put_u8(prefix);
+        self.buf.put_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf.put_slice(b"\r\n");
+    }
+
+    pub fn ok(&mut self) {
+        self.buf.put_slice(b"+OK\r\n");
+    }
+
+    /// A simple string; must not contain CR or LF.
+    pub fn simple(&mut self, s: &str) {
+        self.buf.put_u8(b'+');
+        self.buf.put_slice(s.as_bytes());
+        self.buf.put_slice(b"\r\n");
+    }
+
+    /// An error reply. `msg` starts with its code (`ERR ...`, `WRONGTYPE ...`); CR and LF
+    /// in it are replaced by spaces, as Redis does, so the reply stays one line.
+    pub fn error(&mut self, msg: &str) {
+        self.buf.put_u8(b'-');
+        for &b in msg.as_bytes() {
+            self.buf.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
+        }
+        self.buf.put_slice(b"\r\n");
+    }
+
+    pub fn int(&mut self, n: i64) {
+        self.header(b':', n);
+    }
+
+    pub fn bulk(&mut self, s: &[u8]) {
+        self.header(b'$', s.len() as i64);
+        self.buf.put_slice(s);
+        self.buf.put_slice(b"\r\n");
+    }
+
+    /// The null reply (a missing value).
+    pub fn null(&mut self) {
+        match self.proto {
+            Proto::Resp2 => self.buf.put_slice(b"$-1\r\n"),
+            Proto::Resp3 => self.buf.put_slice(b"_\r\n"),
+        }
+    }
+
+    /// The null reply where RESP2 uses a null array (e.g. an aborted EXEC).
+    pub fn null_array(&mut self) {
+        match self.proto {
+            Proto::Resp2 => self.buf.put_slice(b"*-1\r\n"),
+            Proto::Resp3 => self.buf.put_slice(b"_\r\n"),
+        }
+    }
+
+    pub fn array(&mut self, len: usize) {
+        self.header(b'*', len as i64);
+    }
+
+    /// A map of `len` pairs; the caller writes 2 x `len` elements.
+    pub fn map(&mut self, len: usize) {
+        match self.proto {
+            Proto::Resp2 => self.header(b'*', 2 * len as i64),
+            Proto::Resp3 => self.header(b'%', len as i64),
+        }
+    }
+
+    pub fn set(&mut self, len: usize) {
+        match self.proto {
+            Proto::Resp2 => self.header(b'*', len as i64),
+            Proto::Resp3 => self.header(b'~', len as i64),
+        }
+    }
+
+    /// An out-of-band push (pub/sub messages); an array in RESP2.
+    pub fn push(&mut self, len: usize) {
+        match self.proto {
+            Proto::Resp2 => self.header(b'*', len as i64),
+            Proto::Resp3 => self.header(b'>', len as i64),
+        }
+    }
+
+    pub fn double(&mut self, v: f64) {
+        let text = format_double(v);
+        match self.proto {
+            Proto::Resp2 => self.bulk(text.as_bytes()),
+            Proto::Resp3 => {
+                self.buf.put_u8(b',');
+                self.buf.put_slice(text.as_bytes());
+                self.buf.put_slice(b"\r\n");
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, v: bool) {
+        match self.proto {
+            Proto::Resp2 => self.int(v as i64),
+            Proto::Resp3 => self.buf.put_slice(if v { b"#t\r\n" } else { b"#f\r\n" }),
+        }
+    }
+
+    /// Text meant for humans (INFO, CLUSTER NODES): a verbatim string in RESP3.
+    pub fn verbatim(&mut self, text: &str) {
+        match self.proto {
+            Proto::Resp2 => self.bulk(text.as_bytes()),
+            Proto::Resp3 => {
+                self.header(b'=', text.len() as i64 + 4);
+                self.buf.put_slice(b"txt:");
+                self.buf.put_slice(text.as_bytes());
+                self.buf.put_slice(b"\r\n");
+            }
+        }
+    }
+
+    pub fn bulks<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a [u8]>) {
+        self.array(items.len());
+        for i in items {
+            self.bulk(i);
+        }
+    }
+
+    /// Renders the result of an applied write.
+    pub fn output(&mut self, out: &Output) {
+        match out {
+            Output::Ok => self.ok(),
+            Output::Nil => self.null(),
+            Output::Int(n) => self.int(*n),
+            Output::Bulk(b) => self.bulk(b),
+            Output::Array(items) => {
+                self.array(items.len());
+                items.iter().for_each(|i| self.output(i));
+            }
+            Output::Err(e) => self.error(&e.to_string()),
+        }
+    }
+}
+
+/// Doubles as Redis 7.2 prints them: shortest round-trip form, `inf`/`-inf`.
+pub fn format_double(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v == v.trunc() && v.abs() < 1e17 {
+        return format!("{}", v as i64);
+    }
+    format!("{v}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(proto: Proto, f: impl FnOnce(&mut ReplyWriter)) -> String {
+        let mut w = ReplyWriter::new(proto);
+        f(&mut w);
+        String::from_utf8(w.buf.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn shapes_per_protocol() {
+        assert_eq!(render(Proto::Resp2, |w| w.null()), "$-1\r\n");
+        assert_eq!(render(Proto::Resp3, |w| w.null()), "_\r\n");
+        assert_eq!(render(Proto::Resp2, |w| w.map(1)), "*2\r\n");
+        assert_eq!(render(Proto::Resp3, |w| w.map(1)), "%1\r\n");
+        assert_eq!(render(Proto::Resp2, |w| w.double(1.5)), "$3\r\n1.5\r\n");
+        assert_eq!(render(Proto::Resp3, |w| w.double(2.0)), ",2\r\n");
+        assert_eq!(render(Proto::Resp3, |w| w.verbatim("a")), "=5\r\ntxt:a\r\n");
+        assert_eq!(render(Proto::Resp2, |w| w.error("ERR a\r\nb")), "-ERR a  b\r\n");
+        assert_eq!(render(Proto::Resp3, |w| w.boolean(true)), "#t\r\n");
+    }
+}

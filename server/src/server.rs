@@ -1,0 +1,187 @@
+//! Starting and stopping a node: bind, accept, background tasks, graceful shutdown.
+//!
+//! Shutdown follows mini-redis: one watch channel tells every task to stop, and
+//! [`ServerHandle::shutdown`] waits until every connection task has dropped its
+//! completion sender, so a stopped server holds no sockets.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prism_engine::clock::Clock;
+use prism_engine::keyspace::ExpiryCursor;
+use prism_engine::Op;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::conn;
+use crate::node::{random_hex_id, Node};
+use crate::topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir { path: String, source: io::Error },
+    #[error("cannot read requirepass-file {path}: {why}")]
+    Password { path: String, why: String },
+}
+
+/// A running node.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    done: mpsc::Receiver<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, closes every connection, and waits for all tasks to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        // Every task holds a sender; recv() returns None once all have dropped.
+        let _ = self.done.recv().await;
+    }
+}
+
+/// Starts a node: validates the data directory and secrets, binds the client port and
+/// spawns the accept loop and background tasks.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle, StartError> {
+    let node_id = load_or_create_node_id(&config.data_dir)?;
+    let password = match &config.requirepass_file {
+        Some(path) => Some(read_password(path)?),
+        None => None,
+    };
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let ip = match &config.announce_ip {
+        Some(ip) => ip.clone(),
+        None if config.bind.is_unspecified() => String::new(),
+        None => config.bind.to_string(),
+    };
+    let mut config = config;
+    config.port = addr.port();
+    let topology = Topology::single(node_id, ip, addr.port());
+    let node = Arc::new(Node::new(config, clock, password, topology));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let (done_tx, done) = mpsc::channel::<()>(1);
+    tokio::spawn(accept_loop(node.clone(), listener, stop_rx.clone(), done_tx.clone()));
+    tokio::spawn(active_expiry(node.clone(), stop_rx, done_tx));
+    tracing::info!(%addr, "prism node ready");
+    Ok(ServerHandle { addr, node, stop, done })
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>, done: mpsc::Sender<()>) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        node.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let node2 = node.clone();
+        let stop2 = stop.clone();
+        let done2 = done.clone();
+        tokio::spawn(async move {
+            let _done = done2;
+            run_connection(node2, stream, peer, stop2).await;
+        });
+    }
+}
+
+async fn run_connection(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+    let laddr = stream.local_addr().unwrap_or(peer);
+    let fd = raw_fd(&stream);
+    let max = node.limits.maxclients.load(Ordering::Relaxed);
+    let Some(reg) = node.clients.register(peer, laddr, fd, max) else {
+        node.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        let _ = stream.shutdown().await;
+        return;
+    };
+    conn::serve(node.clone(), stream, reg.handle.clone(), stop).await;
+}
+
+#[cfg(unix)]
+fn raw_fd(stream: &TcpStream) -> i64 {
+    use std::os::fd::AsRawFd;
+    stream.as_raw_fd() as i64
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_: &TcpStream) -> i64 {
+    -1
+}
+
+/// Removes expired keys in the background, bounded per tick: each tick examines at most
+/// a fixed number of entries and removes what it found through the write path, so the
+/// removal is an ordinary deterministic write.
+async fn active_expiry(node: Arc<Node>, mut stop: watch::Receiver<bool>, _done: mpsc::Sender<()>) {
+    const BUDGET: usize = 2_000;
+    let mut cursor = ExpiryCursor::default();
+    loop {
+        let hz = node.config.read().hz.max(1);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(1000 / hz as u64)) => {}
+            _ = stop.changed() => return,
+        }
+        let expired = node.keyspace.find_expired(&mut cursor, node.now_ms(), BUDGET);
+        if !expired.is_empty() {
+            node.write(Op::PurgeExpired { keys: expired });
+        }
+    }
+}
+
+fn load_or_create_node_id(dir: &Path) -> Result<String, StartError> {
+    let err = |source| StartError::DataDir { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let path = dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_string();
+            if id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(id.to_ascii_lowercase());
+            }
+            Err(err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} does not hold a 40-hex node id", path.display()),
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let id = random_hex_id();
+            let tmp = dir.join("node.id.tmp");
+            std::fs::write(&tmp, format!("{id}\n")).map_err(err)?;
+            std::fs::rename(&tmp, &path).map_err(err)?;
+            Ok(id)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn read_password(path: &Path) -> Result<Vec<u8>, StartError> {
+    let fail = |why: String| StartError::Password { path: path.display().to_string(), why };
+    let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let pass = text.strip_suffix(b"\n").unwrap_or(&text);
+    let pass = pass.strip_suffix(b"\r").unwrap_or(pass);
+    if pass.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    Ok(pass.to_vec())
+}

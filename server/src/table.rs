@@ -1,0 +1,245 @@
+//! The command table: every command registered once, with its arity, flags, key
+//! positions, documentation and handler.
+//!
+//! This table is the one source for `COMMAND` (INFO, DOCS, COUNT, LIST, GETKEYS),
+//! routing, slot checks, auth and OOM checks: nothing else hard-codes which argument of
+//! a command is a key. Each command family module (`cmd/*.rs`) exports its own slice of
+//! specs; [`families`] lists them.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use prism_engine::Op;
+
+use crate::cmd::{self, CmdResult, Ctx};
+
+/// Command flags, as `COMMAND` reports them.
+pub mod flag {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const FAST: u32 = 1 << 9;
+    pub const NO_AUTH: u32 = 1 << 10;
+    pub const MAY_REPLICATE: u32 = 1 << 11;
+    pub const NO_MULTI: u32 = 1 << 12;
+    pub const ALLOW_BUSY: u32 = 1 << 13;
+    pub const SKIP_SLOWLOG: u32 = 1 << 14;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (SKIP_SLOWLOG, "skip_slowlog"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (MAY_REPLICATE, "may_replicate"),
+        (NO_MULTI, "no_multi"),
+        (ALLOW_BUSY, "allow_busy"),
+    ];
+}
+
+/// Which arguments are keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    None,
+    /// Keys at `first`, `first + step`, ... up to `last`; a negative `last` counts from
+    /// the end (-1: the last argument).
+    Range {
+        first: i32,
+        last: i32,
+        step: i32,
+    },
+}
+
+/// The command group, as `COMMAND DOCS` reports it; also the ACL category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Connection,
+    Server,
+    Generic,
+    String,
+    Hash,
+    Cluster,
+}
+
+impl Group {
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Connection => "connection",
+            Group::Server => "server",
+            Group::Generic => "generic",
+            Group::String => "string",
+            Group::Hash => "hash",
+            Group::Cluster => "cluster",
+        }
+    }
+
+    /// The ACL category of commands in this group.
+    pub fn category(self) -> &'static str {
+        match self {
+            Group::Connection => "@connection",
+            Group::Server | Group::Cluster => "@admin",
+            Group::Generic => "@keyspace",
+            Group::String => "@string",
+            Group::Hash => "@hash",
+        }
+    }
+}
+
+/// How a command runs.
+pub enum Handler {
+    /// Runs against the node and writes its own reply (reads, connection and admin
+    /// commands).
+    Direct(fn(&mut Ctx<'_>, &[Bytes])),
+    /// Builds a deterministic [`Op`]; the write path applies it and the reply is the op's
+    /// output. Argument errors are replied before any op exists.
+    Write(fn(&mut Ctx<'_>, &[Bytes]) -> CmdResult<Op>),
+    /// A container (`CLUSTER`, `CLIENT`, ...) whose second argument names a subcommand.
+    Container(&'static [CommandSpec]),
+}
+
+pub struct CommandSpec {
+    /// Lower-case name; for a subcommand, the subcommand's own name.
+    pub name: &'static str,
+    /// Redis arity: N means exactly N arguments (name included), -N at least N.
+    pub arity: i32,
+    pub flags: u32,
+    pub keys: KeySpec,
+    pub group: Group,
+    pub summary: &'static str,
+    pub since: &'static str,
+    pub complexity: &'static str,
+    pub handler: Handler,
+}
+
+impl CommandSpec {
+    pub fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = self.arity as i64;
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    pub fn subcommands(&self) -> &'static [CommandSpec] {
+        match self.handler {
+            Handler::Container(subs) => subs,
+            _ => &[],
+        }
+    }
+
+    /// `(first, last, step)` as `COMMAND INFO` reports them.
+    pub fn key_positions(&self) -> (i64, i64, i64) {
+        match self.keys {
+            KeySpec::None => (0, 0, 0),
+            KeySpec::Range { first, last, step } => (first as i64, last as i64, step as i64),
+        }
+    }
+
+    /// Indexes of the key arguments in `args` (`args[0]` is the command name).
+    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let (first, last, step) = match self.keys {
+            KeySpec::None => (1, 0, 1),
+            KeySpec::Range { first, last, step } => {
+                let last = if last < 0 { argc as i64 + last as i64 } else { last as i64 };
+                (first as usize, last.max(0) as usize, step.max(1) as usize)
+            }
+        };
+        let end = if last >= argc { argc.saturating_sub(1) } else { last };
+        (first..=end).step_by(step).filter(move |&i| i >= first && i <= end && first <= end)
+    }
+}
+
+/// Every command family, in the order `COMMAND` lists them.
+pub fn families() -> &'static [&'static [CommandSpec]] {
+    &[
+        cmd::connection::COMMANDS,
+        cmd::server::COMMANDS,
+        cmd::keys::COMMANDS,
+        cmd::string::COMMANDS,
+        cmd::hash::COMMANDS,
+        cmd::cluster::COMMANDS,
+    ]
+}
+
+pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
+    families().iter().flat_map(|f| f.iter())
+}
+
+/// Looks a command up by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    static INDEX: OnceLock<HashMap<&'static str, &'static CommandSpec, foldhash::fast::RandomState>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| all().map(|c| (c.name, c)).collect());
+    let mut lower = [0u8; 32];
+    if name.len() > lower.len() {
+        return None;
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let name = std::str::from_utf8(&lower[..name.len()]).ok()?;
+    index.get(name).copied()
+}
+
+/// Looks a subcommand of `container` up by name, case-insensitively.
+pub fn lookup_sub(container: &'static CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
+    container.subcommands().iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_lowercase() {
+        let mut seen = std::collections::HashSet::new();
+        for c in all() {
+            assert_eq!(c.name, c.name.to_ascii_lowercase());
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert!(c.name.len() <= 32);
+            let mut subs = std::collections::HashSet::new();
+            for s in c.subcommands() {
+                assert!(subs.insert(s.name), "duplicate {}|{}", c.name, s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn key_indexes() {
+        let spec = |first, last, step| CommandSpec {
+            name: "x",
+            arity: -1,
+            flags: 0,
+            keys: KeySpec::Range { first, last, step },
+            group: Group::Generic,
+            summary: "",
+            since: "",
+            complexity: "",
+            handler: Handler::Direct(|_, _| {}),
+        };
+        assert_eq!(spec(1, 1, 1).key_indexes(3).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(spec(1, -1, 1).key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(spec(1, -1, 2).key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(spec(1, 2, 1).key_indexes(3).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(spec(1, 1, 1).key_indexes(1).collect::<Vec<_>>(), Vec::<usize>::new());
+    }
+}
