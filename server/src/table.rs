@@ -174,6 +174,7 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
     &[
         cmd::connection::COMMANDS,
         cmd::server::COMMANDS,
+        cmd::command::COMMANDS,
         cmd::keys::COMMANDS,
         cmd::string::COMMANDS,
         cmd::hash::COMMANDS,

@@ -7,6 +7,7 @@
 //! in one place, [`CmdError`], with Redis's words.
 
 pub mod cluster;
+pub mod command;
 pub mod connection;
 pub mod hash;
 pub mod keys;
