@@ -172,6 +172,7 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
                 ExpireCond::Xx => e.expire_at != 0,
                 ExpireCond::Gt => new > current,
                 ExpireCond::Lt => new < current,
+                ExpireCond::XxLt => e.expire_at != 0 && new < current,
             };
             if !allowed {
                 return Output::Int(0);

@@ -306,8 +306,9 @@ impl Keyspace {
     }
 
     /// One step of a `SCAN`: from `cursor`, pushes live keys accepted by `keep` into `out`
-    /// until about `count` are collected or about `10 * count` positions were visited.
-    /// Returns the next cursor (0 when the scan is complete).
+    /// until about `count` are collected or about `10 * count` positions (at least 100)
+    /// were visited; empty slots are skipped without counting. Returns the next cursor (0
+    /// when the scan is complete).
     ///
     /// Cursor layout: the low 14 bits are the slot; the rest is the number of positions of
     /// that slot still to visit, 0 meaning "the whole slot".
@@ -336,7 +337,12 @@ impl Keyspace {
                     }
                 }
             }
-            visited += 1;
+            // An empty slot costs one read-lock probe and no work, so it does not count
+            // against the budget: a sparse keyspace is scanned in one call, as Redis scans a
+            // small dict. A call still probes at most SLOT_COUNT slots.
+            if !table.is_empty() {
+                visited += 1;
+            }
             if pos > 0 {
                 return ((pos as u64) << 14) | slot as u64;
             }
@@ -390,6 +396,25 @@ impl Keyspace {
     }
 }
 
+/// One step of a cursor walk over the positions `0..len` of a swap-removal map (a hash's
+/// fields for `HSCAN`), from the end towards the start, as the module header explains.
+/// `remaining` is the number of positions still to visit, 0 meaning "all of them" (a new
+/// walk). Calls `visit` on at most `budget` positions (at least one) and returns the new
+/// `remaining`: 0 once position 0 was visited, so the walk is complete.
+///
+/// A removal moves the last element into the hole; elements only ever move towards the
+/// start, so one still below `remaining` stays there until visited.
+pub fn scan_positions(len: usize, remaining: u64, budget: usize, mut visit: impl FnMut(usize)) -> u64 {
+    let mut pos = if remaining == 0 { len } else { usize::try_from(remaining).unwrap_or(usize::MAX).min(len) };
+    let mut budget = budget.max(1);
+    while pos > 0 && budget > 0 {
+        pos -= 1;
+        budget -= 1;
+        visit(pos);
+    }
+    pos as u64
+}
+
 /// Slot tables locked for reading by [`Keyspace::read_many`].
 pub struct ReadSet<'a> {
     guards: SmallVec<[(u16, RwLockReadGuard<'a, SlotTable>); 8]>,
@@ -414,5 +439,42 @@ impl WriteSet<'_> {
         let slot = Slot::of_key(key).get();
         let i = self.guards.iter().position(|(s, _)| *s == slot).expect("op touched a key it did not declare");
         &mut self.guards[i].1
+    }
+}
+
+#[cfg(test)]
+mod scan_positions_tests {
+    use super::scan_positions;
+    use crate::value::HashValue;
+
+    /// A field present for a whole walk is visited even when others are swap-removed
+    /// between steps.
+    #[test]
+    fn removals_never_hide_a_field() {
+        let mut h = HashValue::default();
+        for i in 0..100u32 {
+            h.insert(format!("f{i}").as_bytes(), b"v");
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut removed = 0u32;
+        loop {
+            cursor = scan_positions(h.len(), cursor, 7, |p| {
+                if let Some((f, _)) = h.get_index(p) {
+                    seen.insert(f.to_vec());
+                }
+            });
+            // Remove fields the walk has not reached yet (low numbers live at low positions).
+            for _ in 0..3 {
+                h.remove(format!("f{removed}").as_bytes());
+                removed += 1;
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in removed..100 {
+            assert!(seen.contains(format!("f{i}").as_bytes()), "f{i} missed");
+        }
     }
 }

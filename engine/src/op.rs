@@ -55,6 +55,8 @@ pub enum ExpireCond {
     Gt,
     /// Only when the new deadline is earlier (no TTL counts as infinite).
     Lt,
+    /// Only when the key has a TTL and the new deadline is earlier (`XX LT`).
+    XxLt,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -115,7 +115,7 @@ impl HashValue {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
         self.fields.iter().map(|(f, v)| (&**f, &**v))
     }
 

@@ -253,7 +253,7 @@ pub fn parse_memory(key: &str, value: &str) -> Result<u64, ConfigError> {
 /// pubsub. Classes not mentioned keep their current limits.
 fn parse_output_limits(key: &str, value: &str, mut limits: OutputLimits) -> Result<OutputLimits, ConfigError> {
     let words: Vec<&str> = value.split_whitespace().collect();
-    if words.is_empty() || words.len() % 4 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(4) {
         return Err(bad(key, "expected '<class> <hard limit> <soft limit> <soft seconds>' repeated"));
     }
     for chunk in words.chunks(4) {

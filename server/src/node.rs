@@ -31,6 +31,12 @@ pub struct Stats {
     pub output_buffer_disconnections: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub error_replies: AtomicU64,
+    /// Highest `used_memory` seen after a write (INFO used_memory_peak). Memory only
+    /// grows through writes, so sampling after each one sees every peak.
+    pub used_memory_peak: AtomicU64,
+    /// The engine's expired-removed total at the last CONFIG RESETSTAT: INFO's
+    /// expired_keys counts from here, since the engine's own counter never resets.
+    pub expired_keys_base: AtomicU64,
 }
 
 /// Limits read on the hot path, kept as atomics so `CONFIG SET` can change them live.
@@ -56,6 +62,8 @@ pub struct Node {
     pub started: Instant,
     /// Random per process start, as Redis's run_id.
     pub run_id: String,
+    /// Random per process start, as Redis's master_replid (INFO replication).
+    pub repl_id: String,
 }
 
 impl Node {
@@ -78,6 +86,7 @@ impl Node {
             stats: Stats::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
+            repl_id: random_hex_id(),
         }
     }
 
@@ -89,7 +98,13 @@ impl Node {
     /// Applies a write and returns its output. The only way state changes.
     pub fn write(&self, op: Op) -> Output {
         let w = Write { now_ms: self.now_ms(), op };
-        self.keyspace.apply(&w)
+        let out = self.keyspace.apply(&w);
+        // A load first keeps the common case (no new peak) a read of a shared line.
+        let used = self.keyspace.used_memory();
+        if used > self.stats.used_memory_peak.load(Ordering::Relaxed) {
+            self.stats.used_memory_peak.fetch_max(used, Ordering::Relaxed);
+        }
+        out
     }
 
     pub fn requires_auth(&self) -> bool {

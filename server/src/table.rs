@@ -244,3 +244,22 @@ mod tests {
         assert_eq!(spec(1, 1, 1).key_indexes(1).collect::<Vec<_>>(), Vec::<usize>::new());
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    /// docs/commands.md names every command (and every subcommand as `CONTAINER SUB`).
+    #[test]
+    fn every_command_is_documented() {
+        let doc = include_str!("../../docs/commands.md");
+        for c in super::all() {
+            if c.subcommands().is_empty() {
+                let entry = format!("`{}`", c.name.to_ascii_uppercase());
+                assert!(doc.contains(&entry), "docs/commands.md does not list {entry}");
+            }
+            for s in c.subcommands() {
+                let entry = format!("`{} {}`", c.name.to_ascii_uppercase(), s.name.to_ascii_uppercase());
+                assert!(doc.contains(&entry), "docs/commands.md does not list {entry}");
+            }
+        }
+    }
+}

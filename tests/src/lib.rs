@@ -36,10 +36,9 @@ impl TestNode {
     /// `tweak` adjusted its config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.port = 1; // replaced below: 0 is refused by Config::set, not by start
-        config.data_dir = dir.path().join("data");
+        let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
         tweak(&mut config);
+        // Port 0: the OS picks a free port (Config::set refuses 0 from users, start does not).
         config.port = 0;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64;
         let clock = ManualClock::new(now);

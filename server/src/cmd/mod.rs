@@ -95,6 +95,12 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         return fail(conn, out, CmdError::msg("NOAUTH Authentication required."));
     }
     let (spec, full_name) = match spec.handler {
+        // A bare container: only COMMAND's arity (-1) lets one through, and it lists
+        // every command.
+        Handler::Container(_) if args.len() < 2 => {
+            conn.handle.touch(spec.name);
+            return command::all(&mut Ctx { node, conn, out });
+        }
         Handler::Container(_) => match table::lookup_sub(spec, &args[1]) {
             Some(sub) if sub.arity_ok(args.len()) => (sub, sub_name(spec, sub)),
             Some(sub) => {

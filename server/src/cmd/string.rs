@@ -213,7 +213,9 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
                 b"EXAT" => (1000, true),
                 _ => (1, true),
             };
-            ttl = TtlChange::At(deadline(ctx, next.expect("checked"), unit, absolute, "set")?);
+            if let Some(v) = next {
+                ttl = TtlChange::At(deadline(ctx, v, unit, absolute, "set")?);
+            }
             ttl_given = true;
             i += 1;
         } else {
@@ -301,7 +303,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 fn pairs(args: &[Bytes], cmd: &str) -> CmdResult<Vec<(Bytes, Bytes)>> {
-    if (args.len() - 1) % 2 != 0 {
+    if !(args.len() - 1).is_multiple_of(2) {
         return Err(CmdError::msg(format!("ERR wrong number of arguments for '{cmd}' command")));
     }
     Ok(args[1..].chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect())
