@@ -4,10 +4,18 @@
 //! - All complete requests in the read buffer run as one batch and their replies leave
 //!   in one write; a batch is flushed early once its output passes [`FLUSH_AT`], so a
 //!   pipeline's output never sits whole in memory.
-//! - The task reads nothing more while it has output to write: a client that does not
-//!   read stalls only itself, and the memory it holds is bounded by one batch's output.
-//!   `client-output-buffer-limit normal` disconnects it outright (hard limit) or after a
-//!   write that stays above the soft limit for its seconds.
+//! - Output the kernel does not take at once is the client's output buffer. With no
+//!   `client-output-buffer-limit normal` hard limit (the default) the task then waits
+//!   for the client to read before running more: a client that does not read stalls
+//!   only itself and holds about one batch's output ([`FLUSH_AT`] plus one reply). With
+//!   a hard limit the batch goes on, as in Redis, and the client is disconnected as soon
+//!   as its unsent output passes the limit; a soft limit disconnects it when a write
+//!   stays above the soft size for its seconds.
+//! - The read buffer never holds more than [`MAX_QUERY_BUFFER`] (or one largest allowed
+//!   argument, if bigger): a client past it is closed, as Redis does with
+//!   `client-query-buffer-limit`.
+//! - A write that waits for the client still gives way to CLIENT KILL and node shutdown,
+//!   so a client that never reads cannot hold up either.
 //! - After a protocol error the error reply is written and the connection closed.
 //! - The task ends on QUIT, CLIENT KILL, EOF, an I/O error, the idle timeout or node
 //!   shutdown; dropping its registration frees its `maxclients` place.
@@ -17,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -30,6 +38,9 @@ use crate::resp::{Proto, ReplyWriter, RequestParser};
 /// Output size at which a batch is written before the rest of it runs.
 pub const FLUSH_AT: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// Most bytes of not yet complete requests a client may have the server hold, as Redis's
+/// default `client-query-buffer-limit` (1gb).
+pub const MAX_QUERY_BUFFER: usize = 1024 * 1024 * 1024;
 
 /// Per-connection state that commands read and change.
 pub struct ConnState {
@@ -81,7 +92,9 @@ pub async fn serve(
                     if state.close {
                         break;
                     }
-                    if out.buf.len() >= FLUSH_AT && !flush(&node, &mut stream, &mut out).await {
+                    if out.buf.len() >= FLUSH_AT
+                        && !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, false).await
+                    {
                         break 'conn;
                     }
                 }
@@ -96,7 +109,7 @@ pub async fn serve(
         }
         args.clear();
         publish_counts(&node, &mut state);
-        if !out.buf.is_empty() && !flush(&node, &mut stream, &mut out).await {
+        if !out.buf.is_empty() && !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, true).await {
             break;
         }
         if state.close || state.handle.is_killed() {
@@ -105,8 +118,14 @@ pub async fn serve(
         if rbuf.capacity() > 1 << 20 && rbuf.is_empty() {
             rbuf = BytesMut::with_capacity(READ_CHUNK);
         }
+        let max_bulk = node.limits.proto_max_bulk_len.load(Ordering::Relaxed);
+        // What is left is part of one request (all complete ones ran above).
+        if rbuf.len() > MAX_QUERY_BUFFER.max(max_bulk.saturating_add(FLUSH_AT as u64) as usize) {
+            tracing::warn!(client = state.handle.id, bytes = rbuf.len(), "closing client over the query buffer limit");
+            break;
+        }
         rbuf.reserve(READ_CHUNK);
-        parser.set_max_bulk(node.limits.proto_max_bulk_len.load(Ordering::Relaxed));
+        parser.set_max_bulk(max_bulk);
         let idle = node.limits.timeout_secs.load(Ordering::Relaxed);
         let read = async {
             if idle == 0 {
@@ -147,31 +166,75 @@ fn publish_counts(node: &Node, state: &mut ConnState) {
     }
 }
 
-/// Writes the pending output, enforcing the normal-class output buffer limits. Returns
-/// false when the connection must close.
-async fn flush(node: &Node, stream: &mut TcpStream, out: &mut ReplyWriter) -> bool {
+/// Hands the pending output to the socket, enforcing the normal-class output buffer
+/// limits (see the module invariants). `end_of_batch`: nothing more will run before the
+/// next read, so the output is written out in full. Returns false when the connection
+/// must close.
+async fn flush(
+    node: &Node,
+    stream: &mut TcpStream,
+    out: &mut ReplyWriter,
+    handle: &ClientHandle,
+    shutdown: &mut watch::Receiver<bool>,
+    end_of_batch: bool,
+) -> bool {
     let limit = node.limits.output.read().normal;
+    // First what the kernel takes now; only what is left counts against the limits.
+    if !write_ready(node, stream, out) {
+        return false;
+    }
     let pending = out.buf.len() as u64;
     if limit.hard != 0 && pending > limit.hard {
         node.stats.output_buffer_disconnections.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    let written = if limit.soft != 0 && pending > limit.soft {
-        match tokio::time::timeout(Duration::from_secs(limit.soft_seconds), stream.write_all(&out.buf)).await {
-            Ok(r) => r.is_ok(),
-            Err(_) => {
-                node.stats.output_buffer_disconnections.fetch_add(1, Ordering::Relaxed);
-                false
+    // With a hard limit, a batch keeps running while the client is behind: the check
+    // above bounds what accumulates. Without one, wait here for the client to read.
+    if pending > 0 && (end_of_batch || limit.hard == 0) {
+        let soft = limit.soft != 0 && pending > limit.soft;
+        let write = async {
+            if soft {
+                match tokio::time::timeout(Duration::from_secs(limit.soft_seconds), stream.write_all(&out.buf)).await {
+                    Ok(r) => r.is_ok(),
+                    Err(_) => {
+                        node.stats.output_buffer_disconnections.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                }
+            } else {
+                stream.write_all(&out.buf).await.is_ok()
             }
+        };
+        let written = tokio::select! {
+            w = write => w,
+            _ = handle.killed() => false,
+            _ = shutdown.changed() => false,
+        };
+        if !written {
+            return false;
         }
-    } else {
-        stream.write_all(&out.buf).await.is_ok()
-    };
-    node.stats.net_output_bytes.fetch_add(pending, Ordering::Relaxed);
-    if out.buf.capacity() > 1 << 20 {
-        out.buf = BytesMut::with_capacity(READ_CHUNK);
-    } else {
+        node.stats.net_output_bytes.fetch_add(pending, Ordering::Relaxed);
         out.buf.clear();
     }
-    written
+    if out.buf.is_empty() && out.buf.capacity() > 1 << 20 {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    true
+}
+
+/// Writes as much of the pending output as the socket takes without waiting. False on
+/// an I/O error.
+fn write_ready(node: &Node, stream: &TcpStream, out: &mut ReplyWriter) -> bool {
+    while !out.buf.is_empty() {
+        match stream.try_write(&out.buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                node.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                out.buf.advance(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    true
 }

@@ -202,14 +202,23 @@ fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<()> {
 }
 
 fn unknown_command(args: &[Bytes]) -> CmdError {
-    let mut msg = format!("ERR unknown command '{}', with args beginning with: ", truncated(&args[0], 128));
+    // Redis's cut-offs: the name at 128 bytes; arguments are listed while the list is
+    // under 128 bytes, each cut to the room left.
+    let mut list = Vec::new();
     for a in &args[1..] {
-        if msg.len() > 256 {
+        if list.len() >= 128 {
             break;
         }
-        msg.push_str(&format!("'{}' ", truncated(a, 128)));
+        let room = 128 - list.len();
+        list.push(b'\'');
+        list.extend_from_slice(&a[..a.len().min(room)]);
+        list.extend_from_slice(b"' ");
     }
-    CmdError::msg(msg)
+    CmdError::msg(format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        truncated(&args[0], 128),
+        String::from_utf8_lossy(&list)
+    ))
 }
 
 fn truncated(b: &[u8], max: usize) -> String {

@@ -6,6 +6,9 @@
 //!   multibulk count above [`MAX_MULTIBULK`], a bulk above `proto-max-bulk-len`, a header
 //!   or inline line longer than [`MAX_INLINE`] is a [`ProtocolError`] — after which the
 //!   connection replies with the error and closes, as Redis does.
+//! - A declared bulk length is a claim, not a reservation: room for a large argument is
+//!   reserved in steps that never exceed what the client has already sent (plus 1 MiB),
+//!   so headers alone cannot make the server allocate.
 //! - Before a client authenticates the limits are far lower (10 arguments, 16 KiB per
 //!   argument), so an unauthenticated peer cannot make the server buffer much.
 //! - Parsing a partly received request resumes where it stopped; nothing is rescanned.
@@ -19,6 +22,8 @@ pub const MAX_INLINE: usize = 64 * 1024;
 pub const MAX_MULTIBULK: i64 = 1024 * 1024;
 const UNAUTH_MAX_MULTIBULK: i64 = 10;
 const UNAUTH_MAX_BULK: i64 = 16 * 1024;
+/// Most room reserved ahead of a large argument's bytes before any of them arrived.
+const BULK_PREALLOC: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ERR Protocol error: {0}")]
@@ -71,13 +76,14 @@ impl RequestParser {
                         let Some(line_end) = find_crlf(buf, 1, MAX_INLINE) else {
                             return if buf.len() > MAX_INLINE { err("too big mbulk count string") } else { Ok(false) };
                         };
-                        let count = parse_len(&buf[1..line_end]);
-                        let limit = if self.authenticated { MAX_MULTIBULK } else { UNAUTH_MAX_MULTIBULK };
-                        match count {
-                            Some(n) if n > limit && !self.authenticated => {
+                        // Checked in Redis's order, so a count both over the protocol's
+                        // range and unauthenticated gets Redis's word for it.
+                        match parse_len(&buf[1..line_end]) {
+                            Some(n) if n > i32::MAX as i64 => return err("invalid multibulk length"),
+                            Some(n) if n > UNAUTH_MAX_MULTIBULK && !self.authenticated => {
                                 return err("unauthenticated multibulk length")
                             }
-                            Some(n) if n > limit => return err("invalid multibulk length"),
+                            Some(n) if n > MAX_MULTIBULK => return err("invalid multibulk length"),
                             Some(n) if n <= 0 => {
                                 let _ = buf.split_to(line_end + 2);
                                 continue;
@@ -115,17 +121,22 @@ impl RequestParser {
             let Some(line_end) = find_crlf(buf, p.pos + 1, MAX_INLINE) else {
                 return if buf.len() - p.pos > MAX_INLINE { err("too big bulk count string") } else { Ok(false) };
             };
-            let limit = if self.authenticated { self.max_bulk } else { UNAUTH_MAX_BULK.min(self.max_bulk) };
+            // Redis's order: out of range first, then the unauthenticated limit.
             let len = match parse_len(&buf[p.pos + 1..line_end]) {
-                Some(n) if (0..=limit).contains(&n) => n as usize,
-                Some(n) if n > limit && !self.authenticated => return err("unauthenticated bulk length"),
-                _ => return err("invalid bulk length"),
+                Some(n) if n < 0 || n > self.max_bulk => return err("invalid bulk length"),
+                Some(n) if n > UNAUTH_MAX_BULK && !self.authenticated => return err("unauthenticated bulk length"),
+                Some(n) => n as usize,
+                None => return err("invalid bulk length"),
             };
             let start = line_end + 2;
             let end = start + len;
             if buf.len() < end + 2 {
-                // Large arguments: make room once rather than growing step by step.
-                buf.reserve(end + 2 - buf.len());
+                // Large arguments: make room in few steps rather than many, but never
+                // reserve more than the client has actually sent (plus a little): the
+                // declared length is only a claim, and reserving it outright would let
+                // a few headers allocate gigabytes.
+                let missing = end + 2 - buf.len();
+                buf.reserve(missing.min(buf.len().max(BULK_PREALLOC)));
                 return Ok(false);
             }
             p.spans.push((start, end));
@@ -170,17 +181,32 @@ fn find_crlf(buf: &[u8], from: usize, max: usize) -> Option<usize> {
     window.windows(2).position(|w| w == b"\r\n").map(|i| from + i)
 }
 
-/// A length in a `*` or `$` header: an optionally negative decimal.
+/// A length in a `*` or `$` header: an optionally negative decimal, read as Redis's
+/// `string2ll` reads it (no sign but `-`, no leading zeros, no `-0`).
 fn parse_len(s: &[u8]) -> Option<i64> {
+    if s == b"0" {
+        return Some(0);
+    }
     let (neg, digits) = match s.first()? {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    if !matches!(digits.first(), Some(b'1'..=b'9')) {
         return None;
     }
-    let v = digits.iter().fold(0i64, |v, &d| v * 10 + (d - b'0') as i64);
-    Some(if neg { -v } else { v })
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+    }
+    if neg {
+        // -9223372036854775808 is the one magnitude that fits only negated.
+        (v <= i64::MAX as u64 + 1).then(|| (v as i64).wrapping_neg())
+    } else {
+        i64::try_from(v).ok()
+    }
 }
 
 /// Splits an inline command line as Redis's `sdssplitargs`: whitespace separates
@@ -294,12 +320,12 @@ mod tests {
             parse_all(b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*2\r\n$3\r\nGET", true);
         assert!(res.is_ok());
         assert_eq!(cmds, vec![vec![b"PING".to_vec()], vec![b"SET".to_vec(), b"k".to_vec(), b"".to_vec()]]);
-        assert_eq!(left, 12);
+        assert_eq!(left, "*2\r\n$3\r\nGET".len());
     }
 
     #[test]
     fn byte_by_byte_equals_all_at_once() {
-        let input = b"*2\r\n$4\r\nECHO\r\n$11\r\nhello\r\nworld\r\nPING\r\n*0\r\n\r\n";
+        let input = b"*2\r\n$4\r\nECHO\r\n$12\r\nhello\r\nworld\r\nPING\r\n*0\r\n\r\n";
         let mut p = RequestParser::new(1 << 20, true);
         let mut buf = BytesMut::new();
         let mut args = Vec::new();
@@ -332,6 +358,45 @@ mod tests {
         assert_eq!(res.unwrap_err().0, "unauthenticated bulk length");
         let (_, res, _) = parse_all(&vec![b'a'; MAX_INLINE + 10], true);
         assert_eq!(res.unwrap_err().0, "too big inline request");
+    }
+
+    #[test]
+    fn lengths_read_as_redis_string2ll() {
+        for bad in ["*01\r\n", "*+1\r\n", "*-0\r\n", "*\r\n", "*1 \r\n", "*99999999999999999999\r\n"] {
+            let (_, res, _) = parse_all(bad.as_bytes(), true);
+            assert_eq!(res.unwrap_err().0, "invalid multibulk length", "{bad:?}");
+        }
+        // Any count <= 0 is an empty request and skipped, as Redis skips it.
+        let (cmds, res, left) = parse_all(b"*-9223372036854775808\r\n*-1\r\n*0\r\nPING\r\n", true);
+        assert_eq!((cmds, res, left), (vec![vec![b"PING".to_vec()]], Ok(()), 0));
+        for bad in ["*1\r\n$01\r\n", "*1\r\n$-0\r\n", "*1\r\n$x\r\n", "*1\r\n$9223372036854775808\r\n"] {
+            let (_, res, _) = parse_all(bad.as_bytes(), true);
+            assert_eq!(res.unwrap_err().0, "invalid bulk length", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unauthenticated_limits_come_after_range_checks() {
+        // Redis reports an out-of-range length as invalid even before AUTH.
+        let (_, res, _) = parse_all(b"*3000000000\r\n", false);
+        assert_eq!(res.unwrap_err().0, "invalid multibulk length");
+        let mut p = RequestParser::new(1 << 20, false);
+        let mut args = Vec::new();
+        let res = p.next(&mut BytesMut::from(&b"*1\r\n$2000000\r\n"[..]), &mut args);
+        assert_eq!(res.unwrap_err().0, "invalid bulk length");
+        let (_, res, _) = parse_all(b"*1\r\n$16385\r\n", false);
+        assert_eq!(res.unwrap_err().0, "unauthenticated bulk length");
+        let (cmds, res, _) = parse_all(b"*1\r\n$16384\r\n", false);
+        assert_eq!((cmds.len(), res), (0, Ok(())));
+    }
+
+    #[test]
+    fn a_declared_length_does_not_reserve_memory() {
+        let mut p = RequestParser::new(512 * 1024 * 1024, true);
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$536870912\r\n"[..]);
+        let mut args = Vec::new();
+        assert_eq!(p.next(&mut buf, &mut args), Ok(false));
+        assert!(buf.capacity() <= 2 * BULK_PREALLOC, "reserved {} bytes on a header", buf.capacity());
     }
 
     #[test]
