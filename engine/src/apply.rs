@@ -272,6 +272,10 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
             Output::Bulk(Bytes::from(text))
         }),
         Op::FlushAll => Output::Ok, // handled by the keyspace, which locks every slot
+        Op::Sets(op) => crate::set::apply(set, op, now),
+        Op::SortedSets(op) => crate::zset::apply(set, op, now),
+        Op::Lists(op) => crate::list::apply(set, op, now),
+        Op::Graph(op) => crate::graph::apply(set, op, now),
     }
 }
 

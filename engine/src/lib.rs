@@ -8,11 +8,15 @@
 mod apply;
 pub mod clock;
 pub mod glob;
+pub mod graph;
 pub mod keyspace;
+pub mod list;
 pub mod num;
 pub mod op;
+pub mod set;
 pub mod slot;
 pub mod value;
+pub mod zset;
 
 pub use apply::MAX_STRING_LEN;
 pub use keyspace::{Entry, Keyspace};

@@ -62,43 +62,103 @@ pub enum ExpireCond {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// DEL / UNLINK -> number of keys removed.
-    Del { keys: Vec<Bytes> },
+    Del {
+        keys: Vec<Bytes>,
+    },
     /// SET and its variants -> OK / nil, or the old value with `get`.
-    Set { key: Bytes, value: Bytes, exists: Exists, ttl: TtlChange, get: bool },
+    Set {
+        key: Bytes,
+        value: Bytes,
+        exists: Exists,
+        ttl: TtlChange,
+        get: bool,
+    },
     /// MSET (`nx: false`) -> OK; MSETNX (`nx: true`) -> 1 if all were set, else 0.
-    MSet { pairs: Vec<(Bytes, Bytes)>, nx: bool },
+    MSet {
+        pairs: Vec<(Bytes, Bytes)>,
+        nx: bool,
+    },
     /// INCR / DECR / INCRBY / DECRBY -> the new value.
-    IncrBy { key: Bytes, delta: i64 },
+    IncrBy {
+        key: Bytes,
+        delta: i64,
+    },
     /// INCRBYFLOAT -> the new value as a string.
-    IncrByFloat { key: Bytes, delta: f64 },
+    IncrByFloat {
+        key: Bytes,
+        delta: f64,
+    },
     /// APPEND -> the new length.
-    Append { key: Bytes, value: Bytes },
+    Append {
+        key: Bytes,
+        value: Bytes,
+    },
     /// SETRANGE -> the new length.
-    SetRange { key: Bytes, offset: usize, value: Bytes },
+    SetRange {
+        key: Bytes,
+        offset: usize,
+        value: Bytes,
+    },
     /// GETDEL -> the old value or nil.
-    GetDel { key: Bytes },
+    GetDel {
+        key: Bytes,
+    },
     /// GETEX -> the value or nil; changes the TTL when `ttl` is not `Keep`.
-    GetEx { key: Bytes, ttl: TtlChange },
+    GetEx {
+        key: Bytes,
+        ttl: TtlChange,
+    },
     /// EXPIRE family with an absolute deadline -> 1 if the TTL was set (or the key deleted
     /// because the deadline has passed), 0 if not.
-    Expire { key: Bytes, at_ms: i64, cond: ExpireCond },
+    Expire {
+        key: Bytes,
+        at_ms: i64,
+        cond: ExpireCond,
+    },
     /// PERSIST -> 1 if a TTL was removed.
-    Persist { key: Bytes },
+    Persist {
+        key: Bytes,
+    },
     /// RENAME (`nx: false`) -> OK; RENAMENX (`nx: true`) -> 1 / 0. Missing source: error.
-    Rename { src: Bytes, dst: Bytes, nx: bool },
+    Rename {
+        src: Bytes,
+        dst: Bytes,
+        nx: bool,
+    },
     /// HSET / HMSET -> number of new fields; with `nx`, HSETNX -> 1 / 0 (single pair).
-    HSet { key: Bytes, pairs: Vec<(Bytes, Bytes)>, nx: bool },
+    HSet {
+        key: Bytes,
+        pairs: Vec<(Bytes, Bytes)>,
+        nx: bool,
+    },
     /// HDEL -> number of fields removed.
-    HDel { key: Bytes, fields: Vec<Bytes> },
+    HDel {
+        key: Bytes,
+        fields: Vec<Bytes>,
+    },
     /// HINCRBY -> the new value.
-    HIncrBy { key: Bytes, field: Bytes, delta: i64 },
+    HIncrBy {
+        key: Bytes,
+        field: Bytes,
+        delta: i64,
+    },
     /// HINCRBYFLOAT -> the new value as a string.
-    HIncrByFloat { key: Bytes, field: Bytes, delta: f64 },
+    HIncrByFloat {
+        key: Bytes,
+        field: Bytes,
+        delta: f64,
+    },
     /// FLUSHDB / FLUSHALL -> OK.
     FlushAll,
     /// Physical removal of keys found expired by active expiry: each key is removed only
     /// if it is still expired at the write's time -> number removed.
-    PurgeExpired { keys: Vec<Bytes> },
+    PurgeExpired {
+        keys: Vec<Bytes>,
+    },
+    Sets(crate::set::SetOp),
+    SortedSets(crate::zset::ZSetOp),
+    Lists(crate::list::ListOp),
+    Graph(crate::graph::GraphOp),
 }
 
 impl Op {
@@ -126,6 +186,10 @@ impl Op {
             | Op::HIncrBy { key, .. }
             | Op::HIncrByFloat { key, .. } => f(key),
             Op::FlushAll => {}
+            Op::Sets(op) => op.for_each_key(&mut f),
+            Op::SortedSets(op) => op.for_each_key(&mut f),
+            Op::Lists(op) => op.for_each_key(&mut f),
+            Op::Graph(op) => op.for_each_key(&mut f),
         }
     }
 }
@@ -137,7 +201,11 @@ pub enum Output {
     Nil,
     Int(i64),
     Bulk(Bytes),
+    /// A double: a RESP3 double, a bulk string in RESP2 (ZSCORE, ZINCRBY).
+    Double(f64),
     Array(Vec<Output>),
+    /// Pairs: a RESP3 map, a flat array in RESP2.
+    Map(Vec<(Output, Output)>),
     Err(OpError),
 }
 

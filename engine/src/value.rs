@@ -20,6 +20,10 @@ pub const FIELD_OVERHEAD: usize = 56;
 pub enum Value {
     Str(Vec<u8>),
     Hash(Box<HashValue>),
+    Set(Box<crate::set::SetValue>),
+    ZSet(Box<crate::zset::ZSetValue>),
+    List(Box<crate::list::ListValue>),
+    Vertex(Box<crate::graph::Vertex>),
 }
 
 /// The name `TYPE` reports for each kind of value.
@@ -27,6 +31,10 @@ pub enum Value {
 pub enum ValueKind {
     String,
     Hash,
+    Set,
+    ZSet,
+    List,
+    Vertex,
 }
 
 impl ValueKind {
@@ -34,12 +42,18 @@ impl ValueKind {
         match self {
             ValueKind::String => "string",
             ValueKind::Hash => "hash",
+            ValueKind::Set => "set",
+            ValueKind::ZSet => "zset",
+            ValueKind::List => "list",
+            ValueKind::Vertex => "vertex",
         }
     }
 
     /// Parses a `TYPE` name as given to `SCAN ... TYPE`, case-insensitively.
     pub fn from_name(name: &[u8]) -> Option<ValueKind> {
-        [ValueKind::String, ValueKind::Hash].into_iter().find(|k| k.name().as_bytes().eq_ignore_ascii_case(name))
+        [ValueKind::String, ValueKind::Hash, ValueKind::Set, ValueKind::ZSet, ValueKind::List, ValueKind::Vertex]
+            .into_iter()
+            .find(|k| k.name().as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
@@ -48,6 +62,10 @@ impl Value {
         match self {
             Value::Str(_) => ValueKind::String,
             Value::Hash(_) => ValueKind::Hash,
+            Value::Set(_) => ValueKind::Set,
+            Value::ZSet(_) => ValueKind::ZSet,
+            Value::List(_) => ValueKind::List,
+            Value::Vertex(_) => ValueKind::Vertex,
         }
     }
 
@@ -56,6 +74,10 @@ impl Value {
         match self {
             Value::Str(s) => s.capacity(),
             Value::Hash(h) => h.mem(),
+            Value::Set(v) => v.mem(),
+            Value::ZSet(v) => v.mem(),
+            Value::List(v) => v.mem(),
+            Value::Vertex(v) => v.mem(),
         }
     }
 }

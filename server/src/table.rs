@@ -72,6 +72,12 @@ pub enum Group {
     Generic,
     String,
     Hash,
+    Set,
+    SortedSet,
+    List,
+    Transactions,
+    PubSub,
+    Graph,
     Cluster,
 }
 
@@ -83,6 +89,12 @@ impl Group {
             Group::Generic => "generic",
             Group::String => "string",
             Group::Hash => "hash",
+            Group::Set => "set",
+            Group::SortedSet => "sorted-set",
+            Group::List => "list",
+            Group::Transactions => "transactions",
+            Group::PubSub => "pubsub",
+            Group::Graph => "graph",
             Group::Cluster => "cluster",
         }
     }
@@ -95,6 +107,12 @@ impl Group {
             Group::Generic => "@keyspace",
             Group::String => "@string",
             Group::Hash => "@hash",
+            Group::Set => "@set",
+            Group::SortedSet => "@sortedset",
+            Group::List => "@list",
+            Group::Transactions => "@transaction",
+            Group::PubSub => "@pubsub",
+            Group::Graph => "@graph",
         }
     }
 }
@@ -178,6 +196,12 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::keys::COMMANDS,
         cmd::string::COMMANDS,
         cmd::hash::COMMANDS,
+        cmd::set::COMMANDS,
+        cmd::zset::COMMANDS,
+        cmd::list::COMMANDS,
+        cmd::multi::COMMANDS,
+        cmd::pubsub::COMMANDS,
+        cmd::graph::COMMANDS,
         cmd::cluster::COMMANDS,
     ]
 }

@@ -9,10 +9,16 @@
 pub mod cluster;
 pub mod command;
 pub mod connection;
+pub mod graph;
 pub mod hash;
 pub mod keys;
+pub mod list;
+pub mod multi;
+pub mod pubsub;
 pub mod server;
+pub mod set;
 pub mod string;
+pub mod zset;
 
 use std::borrow::Cow;
 

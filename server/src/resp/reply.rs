@@ -155,6 +155,14 @@ impl ReplyWriter {
             Output::Nil => self.null(),
             Output::Int(n) => self.int(*n),
             Output::Bulk(b) => self.bulk(b),
+            Output::Double(d) => self.double(*d),
+            Output::Map(pairs) => {
+                self.map(pairs.len());
+                for (k, v) in pairs {
+                    self.output(k);
+                    self.output(v);
+                }
+            }
             Output::Array(items) => {
                 self.array(items.len());
                 items.iter().for_each(|i| self.output(i));

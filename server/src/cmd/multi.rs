@@ -1,0 +1,5 @@
+//! Transactions (MULTI EXEC DISCARD WATCH UNWATCH). Being built.
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

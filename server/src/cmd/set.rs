@@ -1,0 +1,5 @@
+//! Set commands. Being built.
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! Sorted-set commands. Being built.
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];
