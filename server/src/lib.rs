@@ -9,6 +9,7 @@ pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod keywatch;
 pub mod node;
 pub mod resp;
 pub mod server;

@@ -15,6 +15,7 @@ use prism_engine::{Keyspace, Op, Output, Write};
 
 use crate::clients::ClientRegistry;
 use crate::config::{Config, OutputLimits};
+use crate::keywatch::KeyWatches;
 use crate::topology::Topology;
 
 /// Counters for INFO stats. Connections add their counts once per batch, not per
@@ -58,6 +59,8 @@ pub struct Node {
     pub password: RwLock<Option<Vec<u8>>>,
     pub topology: RwLock<Topology>,
     pub clients: ClientRegistry,
+    /// Clients waiting on keys: WATCH and blocking commands.
+    pub watches: KeyWatches,
     pub stats: Stats,
     pub started: Instant,
     /// Random per process start, as Redis's run_id.
@@ -83,6 +86,7 @@ impl Node {
             password: RwLock::new(password),
             topology: RwLock::new(topology),
             clients: ClientRegistry::default(),
+            watches: KeyWatches::default(),
             stats: Stats::default(),
             started: Instant::now(),
             run_id: random_hex_id(),
@@ -99,6 +103,13 @@ impl Node {
     pub fn write(&self, op: Op) -> Output {
         let w = Write { now_ms: self.now_ms(), op };
         let out = self.keyspace.apply(&w);
+        // Watchers (WATCH, blocked clients) hear of the write before its reply leaves.
+        if !self.watches.is_empty() {
+            match &w.op {
+                Op::FlushAll => self.watches.touch_all(),
+                op => op.for_each_key(|k| self.watches.touch_key(k)),
+            }
+        }
         // A load first keeps the common case (no new peak) a read of a shared line.
         let used = self.keyspace.used_memory();
         if used > self.stats.used_memory_peak.load(Ordering::Relaxed) {

@@ -6,6 +6,8 @@
 //! implementation independent of the server's own reply writer, so a malformed reply
 //! fails the test instead of being read the way it was written.
 
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -124,7 +126,11 @@ impl RawClient {
                 Err(e) => panic!("server sent a malformed frame ({e:?}): {:?}", String::from_utf8_lossy(&self.buf)),
             }
             let n = self.stream.read_buf(&mut self.buf).await.expect("read");
-            assert!(n > 0, "connection closed while waiting for a reply; have {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
         }
     }
 
