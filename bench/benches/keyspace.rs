@@ -39,7 +39,13 @@ fn keyspace(c: &mut Criterion) {
     for k in &keys {
         ks.apply(&Write {
             now_ms: 1,
-            op: Op::Set { key: k.clone(), value: Bytes::from_static(b"xxx"), exists: Exists::Any, ttl: TtlChange::Clear, get: false },
+            op: Op::Set {
+                key: k.clone(),
+                value: Bytes::from_static(b"xxx"),
+                exists: Exists::Any,
+                ttl: TtlChange::Clear,
+                get: false,
+            },
         });
     }
     let mut i = 0usize;
@@ -52,7 +58,13 @@ fn keyspace(c: &mut Criterion) {
     c.bench_function("keyspace/apply_set", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            let op = Op::Set { key: keys[i].clone(), value: Bytes::from_static(b"yyy"), exists: Exists::Any, ttl: TtlChange::Clear, get: false };
+            let op = Op::Set {
+                key: keys[i].clone(),
+                value: Bytes::from_static(b"yyy"),
+                exists: Exists::Any,
+                ttl: TtlChange::Clear,
+                get: false,
+            };
             black_box(ks.apply(&Write { now_ms: 2, op }))
         })
     });

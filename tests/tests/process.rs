@@ -1,0 +1,335 @@
+//! The real `prism` binary as an operator runs it: startup errors that name the problem
+//! and exit non-zero, a config file that is honoured, flags that win over it, a clean exit
+//! on SIGTERM, and `--requirepass-file`.
+//!
+//! The binary belongs to prism-server, which this crate cannot depend on as an artifact,
+//! so it is found beside this test's own executable (`target/<profile>/prism`). `PRISM_BIN`
+//! names it explicitly (scripts/test sets it after building the whole workspace);
+//! without it, the first test in the process runs `cargo build -p prism-server --bin prism`
+//! for the same profile, so a stale binary is never tested.
+//!
+//! Every wait is bounded (a failure, never a measurement): a process that does not start,
+//! does not exit, or keeps running after a startup error fails the test and is killed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use prism_tests::{RawClient, REPLY_TIMEOUT};
+
+/// Longest a process may take to start serving or to exit.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn prism_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PRISM_BIN") {
+            return PathBuf::from(path);
+        }
+        // target/<profile>/deps/process-<hash> -> target/<profile>/prism
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "prism-server", "--bin", "prism", "--profile", profile])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the prism binary failed");
+        profile_dir.join("prism")
+    })
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Runs prism with `args` and waits for it to exit on its own; fails if it keeps running.
+fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(prism_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prism");
+    let status = wait_bounded(&mut child).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("prism {args:?} kept running instead of refusing to start");
+    });
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    (status, stderr)
+}
+
+fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Asserts a startup failure: a non-zero exit, and stderr naming every `needle`.
+fn assert_refused(args: &[&str], needles: &[&str]) {
+    let (status, stderr) = run_to_exit(args);
+    assert!(!status.success(), "prism {args:?} exited {status}; stderr: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "stderr of prism {args:?} does not mention {needle:?}: {stderr}");
+    }
+}
+
+/// A prism process serving clients; killed on drop if still running.
+struct Prism {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Prism {
+    /// Starts prism with `args` (which must choose the port) and waits until it serves.
+    fn start(args: &[&str]) -> Result<Prism, String> {
+        let mut child = Command::new(prism_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn prism");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel::<String>();
+        let pipe = child.stderr.take().expect("stderr");
+        let log = stderr.clone();
+        // Drains stderr for the whole life of the process so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("serving on ").nth(1) {
+                    let _ = ready_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                }
+                let mut log = log.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let ready = ready_rx.recv_timeout(PROCESS_TIMEOUT);
+        if let Ok(Ok(addr)) = ready.as_ref().map(|a| a.parse()) {
+            return Ok(Prism { child, addr, stderr });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // The reader thread may still be appending the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        let text = stderr.lock().expect("log").clone();
+        match ready {
+            Ok(addr) => Err(format!("bad address {addr:?} in the ready line: {text}")),
+            Err(_) => Err(text),
+        }
+    }
+
+    /// Starts prism on a free port, retrying if another process took the port first.
+    fn start_on_free_port(extra: &[&str]) -> Prism {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port().to_string();
+            let mut args = vec!["--port", port.as_str()];
+            args.extend_from_slice(extra);
+            match Prism::start(&args) {
+                Ok(p) => return p,
+                Err(e) if e.contains("cannot listen") => last = e,
+                Err(e) => panic!("prism did not start: {e}"),
+            }
+        }
+        panic!("prism found no free port: {last}");
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("sh").args(["-c", "kill -TERM \"$1\"", "sh", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        wait_bounded(&mut self.child).unwrap_or_else(|| {
+            panic!("prism did not exit within {PROCESS_TIMEOUT:?} of SIGTERM; stderr: {}", self.stderr())
+        })
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("log").clone()
+    }
+}
+
+impl Drop for Prism {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn unknown_key_in_config_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("prism.toml");
+    std::fs::write(&file, "maxclients = 100\nnosuch-key = 1\n").expect("write config");
+    assert_refused(&["--config", path_str(&file)], &[path_str(&file), "unknown config key 'nosuch-key'"]);
+}
+
+#[test]
+fn malformed_config_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("prism.toml");
+    std::fs::write(&file, "port = \n").expect("write config");
+    assert_refused(&["--config", path_str(&file)], &[path_str(&file)]);
+    let missing = dir.path().join("absent.toml");
+    assert_refused(&["--config", path_str(&missing)], &["cannot read config file", path_str(&missing)]);
+}
+
+#[test]
+fn bad_flag_values_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = path_str(&data);
+    assert_refused(&["--data-dir", data, "--maxmemory", "lots"], &["maxmemory", "'lots'"]);
+    assert_refused(&["--data-dir", data, "--port", "0"], &["--port", "port 0 is not allowed"]);
+    assert_refused(&["--data-dir", data, "--port", "70000"], &["--port", "'70000'"]);
+    assert!(!data_dir_has_node_id(dir.path()), "a refused start must not leave state behind");
+}
+
+fn data_dir_has_node_id(dir: &Path) -> bool {
+    dir.join("data").join("node.id").exists()
+}
+
+#[test]
+fn port_in_use_names_the_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let data = dir.path().join("data");
+    assert_refused(&["--port", &port, "--data-dir", path_str(&data)], &[&format!("cannot listen on 127.0.0.1:{port}")]);
+}
+
+#[test]
+fn unreadable_password_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = path_str(&data);
+    let missing = dir.path().join("no-such-password");
+    assert_refused(
+        &["--port", &free_port().to_string(), "--data-dir", data, "--requirepass-file", path_str(&missing)],
+        &["requirepass-file", path_str(&missing)],
+    );
+    // A directory cannot be read as a file, even by root (for whom chmod 000 is no bar).
+    assert_refused(
+        &["--port", &free_port().to_string(), "--data-dir", data, "--requirepass-file", path_str(dir.path())],
+        &["requirepass-file", path_str(dir.path())],
+    );
+    let empty = dir.path().join("empty-password");
+    std::fs::write(&empty, "\n").expect("write");
+    assert_refused(
+        &["--port", &free_port().to_string(), "--data-dir", data, "--requirepass-file", path_str(&empty)],
+        &["requirepass-file", path_str(&empty), "empty"],
+    );
+}
+
+#[tokio::test]
+async fn config_file_is_honoured_and_flags_win_over_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("prism.toml");
+    let data = dir.path().join("from-file");
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let toml =
+            format!("port = {port}\nbind = \"127.0.0.1\"\ndata-dir = \"{}\"\nmaxclients = 50\n", path_str(&data));
+        std::fs::write(&file, toml).expect("write config");
+        let mut prism = match Prism::start(&["--config", path_str(&file)]) {
+            Ok(p) => p,
+            Err(e) if e.contains("cannot listen") => {
+                last = e;
+                continue;
+            }
+            Err(e) => panic!("prism did not start from its config file: {e}"),
+        };
+        assert_eq!(prism.addr, SocketAddr::from(([127, 0, 0, 1], port)));
+        let mut c = RawClient::connect(prism.addr).await;
+        assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
+        assert!(data.join("node.id").exists(), "data-dir from the file is used");
+        drop(c);
+        assert!(prism.terminate().success());
+
+        // The same file with --port: the flag wins.
+        let mut prism = Prism::start_on_free_port(&["--config", path_str(&file)]);
+        assert_ne!(prism.addr.port(), port);
+        let mut c = RawClient::connect(prism.addr).await;
+        assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
+        drop(c);
+        assert!(prism.terminate().success());
+        return;
+    }
+    panic!("prism found no free port: {last}");
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut prism = Prism::start_on_free_port(&["--data-dir", path_str(&data)]);
+    let mut c = RawClient::connect(prism.addr).await;
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, "+OK\r\n");
+    let status = prism.terminate();
+    assert_eq!(status.code(), Some(0), "exit status {status}; stderr: {}", prism.stderr());
+    assert!(c.closed().await, "an open client connection is closed by shutdown");
+    assert!(
+        tokio::time::timeout(REPLY_TIMEOUT, tokio::net::TcpStream::connect(prism.addr)).await.is_ok_and(|r| r.is_err()),
+        "nothing listens after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn requirepass_file_gates_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let pass = dir.path().join("password");
+    // A trailing newline (as `echo` writes) is not part of the password.
+    std::fs::write(&pass, "s3cret pass\n").expect("write password");
+    let prism = Prism::start_on_free_port(&["--data-dir", path_str(&data), "--requirepass-file", path_str(&pass)]);
+
+    let mut c = RawClient::connect(prism.addr).await;
+    assert_eq!(c.cmd(&["PING"]).await, "-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, "-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "wrong"]).await, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    assert_eq!(
+        c.cmd(&["AUTH", "s3cret pass\n"]).await,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(c.cmd(&["GET", "k"]).await, "-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["AUTH", "s3cret pass"]).await, "+OK\r\n");
+    assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, "+OK\r\n");
+
+    // AUTH with the default user's name, on a second connection.
+    let mut d = RawClient::connect(prism.addr).await;
+    assert_eq!(d.cmd(&["GET", "k"]).await, "-NOAUTH Authentication required.\r\n");
+    assert_eq!(
+        d.cmd(&["AUTH", "default", "wrong"]).await,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(d.cmd(&["AUTH", "default", "s3cret pass"]).await, "+OK\r\n");
+    assert_eq!(d.cmd(&["GET", "k"]).await, "$1\r\nv\r\n");
+}
