@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use crate::clients::ClientHandle;
 use crate::cmd;
 use crate::node::Node;
+use crate::pubsub::{Message, Subscriber};
 use crate::resp::{Proto, ReplyWriter, RequestParser};
 
 /// Output size at which a batch is written before the rest of it runs.
@@ -52,6 +53,8 @@ pub struct ConnState {
     pub local_ip: IpAddr,
     /// READONLY: reads may be served by replicas (meaningful once replication exists).
     pub readonly: bool,
+    /// Pub/sub subscriptions, once the client subscribed to anything.
+    pub subscriber: Option<Subscriber>,
     // Batched counters, added to the node's stats once per batch.
     pub commands: u64,
     pub hits: u64,
@@ -72,6 +75,7 @@ pub async fn serve(
         authenticated,
         close: false,
         readonly: false,
+        subscriber: None,
         commands: 0,
         hits: 0,
         misses: 0,
@@ -142,12 +146,57 @@ pub async fn serve(
                 Ok(0) | Err(_) => break,
                 Ok(n) => { node.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed); }
             },
+            msg = next_message(&mut state.subscriber) => {
+                if let Some(msg) = msg {
+                    write_message(&mut out, &msg);
+                    // Drain what else is queued so one write carries it.
+                    while out.buf.len() < FLUSH_AT {
+                        match state.subscriber.as_mut().and_then(Subscriber::try_recv) {
+                            Some(m) => write_message(&mut out, &m),
+                            None => break,
+                        }
+                    }
+                }
+            },
             _ = state.handle.killed() => break,
             _ = shutdown.changed() => break,
         }
     }
     publish_counts(&node, &mut state);
     let _ = stream.shutdown().await;
+}
+
+/// The next pub/sub message, or never when the client subscribes to nothing.
+async fn next_message(sub: &mut Option<Subscriber>) -> Option<Message> {
+    match sub {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A pub/sub message as Redis sends it: a push in RESP3, an array in RESP2.
+pub fn write_message(out: &mut ReplyWriter, msg: &Message) {
+    match msg {
+        Message::Channel { channel, payload } => {
+            out.push(3);
+            out.bulk(b"message");
+            out.bulk(channel);
+            out.bulk(payload);
+        }
+        Message::Pattern { pattern, channel, payload } => {
+            out.push(4);
+            out.bulk(b"pmessage");
+            out.bulk(pattern);
+            out.bulk(channel);
+            out.bulk(payload);
+        }
+        Message::Shard { channel, payload } => {
+            out.push(3);
+            out.bulk(b"smessage");
+            out.bulk(channel);
+            out.bulk(payload);
+        }
+    }
 }
 
 fn publish_counts(node: &Node, state: &mut ConnState) {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod keywatch;
 pub mod node;
+pub mod pubsub;
 pub mod resp;
 pub mod server;
 pub mod table;

@@ -16,6 +16,7 @@ use prism_engine::{Keyspace, Op, Output, Write};
 use crate::clients::ClientRegistry;
 use crate::config::{Config, OutputLimits};
 use crate::keywatch::KeyWatches;
+use crate::pubsub::PubSub;
 use crate::topology::Topology;
 
 /// Counters for INFO stats. Connections add their counts once per batch, not per
@@ -61,6 +62,7 @@ pub struct Node {
     pub clients: ClientRegistry,
     /// Clients waiting on keys: WATCH and blocking commands.
     pub watches: KeyWatches,
+    pub pubsub: Arc<PubSub>,
     pub stats: Stats,
     pub started: Instant,
     /// Random per process start, as Redis's run_id.
@@ -87,6 +89,7 @@ impl Node {
             topology: RwLock::new(topology),
             clients: ClientRegistry::default(),
             watches: KeyWatches::default(),
+            pubsub: Arc::default(),
             stats: Stats::default(),
             started: Instant::now(),
             run_id: random_hex_id(),

@@ -53,6 +53,12 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    // A subscribed RESP2 connection gets PING's answer as a message-like array.
+    if ctx.conn.subscriber.is_some() && ctx.out.proto == Proto::Resp2 {
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        return ctx.out.bulk(args.get(1).map_or(&b""[..], |a| &a[..]));
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(&args[1]),
@@ -73,6 +79,7 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     set_proto(ctx, Proto::Resp2);
     ctx.conn.authenticated = !ctx.node.requires_auth();
     ctx.conn.readonly = false;
+    ctx.conn.subscriber = None;
     *ctx.conn.handle.name.lock() = None;
     ctx.conn.handle.no_evict.store(false, Ordering::Relaxed);
     ctx.conn.handle.no_touch.store(false, Ordering::Relaxed);

@@ -356,7 +356,13 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
             field!("keyspace_hits", get(&st.keyspace_hits) + c.hits);
             field!("keyspace_misses", get(&st.keyspace_misses) + c.misses);
             field!("total_error_replies", get(&st.error_replies) + get(&st.protocol_errors) + c.errors);
-            field!("client_output_buffer_limit_disconnections", get(&st.output_buffer_disconnections));
+            field!(
+                "client_output_buffer_limit_disconnections",
+                get(&st.output_buffer_disconnections) + get(&node.pubsub.disconnections)
+            );
+            field!("pubsub_channels", node.pubsub.active(crate::pubsub::Kind::Channel, None).len());
+            field!("pubsub_patterns", node.pubsub.pattern_count());
+            field!("pubsubshard_channels", node.pubsub.active(crate::pubsub::Kind::Shard, None).len());
         }
         "replication" => {
             s.push_str("# Replication\r\n");
@@ -547,6 +553,7 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _: &[Bytes]) {
         &st.output_buffer_disconnections,
         &st.protocol_errors,
         &st.error_replies,
+        &ctx.node.pubsub.disconnections,
     ] {
         counter.store(0, Ordering::Relaxed);
     }
