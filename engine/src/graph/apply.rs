@@ -1,0 +1,125 @@
+//! Applying [`GraphOp`]s. Pure: the outcome depends only on the locked tables and the op
+//! (with its time). Every type check comes before the first mutation, so a refused op
+//! (WRONGTYPE) changes nothing.
+
+use bytes::Bytes;
+
+use super::{Dir, EdgeHalf, GraphOp, Vertex};
+use crate::keyspace::{Entry, WriteSet};
+use crate::op::{OpError, Output};
+use crate::value::{HashValue, Value};
+
+pub(crate) fn apply(set: &mut WriteSet<'_>, op: &GraphOp, now: u64) -> Output {
+    match op {
+        GraphOp::SetVertex { vid, label, props } => set.table(vid).modify(vid, now, |cur| {
+            let v = match vertex_for_write(cur) {
+                Ok(v) => v,
+                Err(e) => return Output::Err(e),
+            };
+            if let Some(l) = label {
+                v.set_label(l);
+            }
+            let added = props.iter().filter(|(f, val)| v.props.insert(f, val)).count();
+            Output::Int(added as i64)
+        }),
+        GraphOp::AddEdge { out, inn, rank, props } => {
+            for owner in [&out.owner, &inn.owner] {
+                if !is_vertex_or_absent(set, owner, now) {
+                    return Output::Err(OpError::WrongType);
+                }
+            }
+            let rank = rank.unwrap_or(now as i64);
+            let props = props.as_ref().map(|p| {
+                let mut h = HashValue::default();
+                p.iter().for_each(|(f, v)| {
+                    h.insert(f, v);
+                });
+                Some(Box::new(h))
+            });
+            let is_new = put_half(set, out, rank, props, now);
+            // Properties live on the out-half only.
+            put_half(set, inn, rank, Some(None), now);
+            Output::Int(is_new as i64)
+        }
+        GraphOp::DelEdge { out, inn } => {
+            if !is_vertex_or_absent(set, &out.owner, now) {
+                return Output::Err(OpError::WrongType);
+            }
+            let removed = remove_half(set, &out.owner, out.dir, &out.etype, &out.other, now);
+            remove_half(set, &inn.owner, inn.dir, &inn.etype, &inn.other, now);
+            Output::Int(removed as i64)
+        }
+        GraphOp::Detach { vid, neighbours } => {
+            if !is_vertex_or_absent(set, vid, now) {
+                return Output::Err(OpError::WrongType);
+            }
+            Output::Int(detach(set, vid, neighbours, now) as i64)
+        }
+        GraphOp::DelVertex { vid, neighbours } => {
+            if !is_vertex_or_absent(set, vid, now) {
+                return Output::Err(OpError::WrongType);
+            }
+            detach(set, vid, neighbours, now);
+            Output::Int(set.table(vid).take(vid, now).is_some() as i64)
+        }
+    }
+}
+
+/// The vertex under the key, created empty if absent, or WRONGTYPE.
+fn vertex_for_write(cur: &mut Option<Entry>) -> Result<&mut Vertex, OpError> {
+    if cur.is_none() {
+        *cur = Some(Entry::new(Value::Vertex(Box::default())));
+    }
+    match cur {
+        Some(Entry { value: Value::Vertex(v), .. }) => Ok(v),
+        _ => Err(OpError::WrongType),
+    }
+}
+
+fn is_vertex_or_absent(set: &mut WriteSet<'_>, key: &[u8], now: u64) -> bool {
+    matches!(set.table(key).get(key, now), None | Some(Entry { value: Value::Vertex(_), .. }))
+}
+
+/// Inserts or updates a half, creating its owner. The caller checked the owner's type.
+fn put_half(set: &mut WriteSet<'_>, h: &EdgeHalf, rank: i64, props: Option<Option<Box<HashValue>>>, now: u64) -> bool {
+    set.table(&h.owner).modify(&h.owner, now, |cur| match vertex_for_write(cur) {
+        Ok(v) => v.with_list(&h.etype, h.dir, |l| l.put(&h.other, rank, props)),
+        Err(_) => false,
+    })
+}
+
+/// Removes a half if its owner is a vertex holding it; other owners are left alone.
+fn remove_half(set: &mut WriteSet<'_>, owner: &[u8], dir: Dir, etype: &[u8], other: &[u8], now: u64) -> bool {
+    set.table(owner).modify(owner, now, |cur| match cur {
+        Some(Entry { value: Value::Vertex(v), .. }) if v.list(etype, dir).is_some_and(|l| l.contains(other)) => {
+            v.with_list(etype, dir, |l| l.remove(other))
+        }
+        _ => false,
+    })
+}
+
+/// Removes every half between `vid` and each neighbour, on both sides; returns the number
+/// removed at `vid`.
+fn detach(set: &mut WriteSet<'_>, vid: &Bytes, neighbours: &[Bytes], now: u64) -> usize {
+    let mut removed = 0;
+    for n in neighbours {
+        // (type, dir) of each half at vid pointing at n.
+        let halves: Vec<(Box<[u8]>, Dir)> = match set.table(vid).get(vid, now) {
+            Some(Entry { value: Value::Vertex(v), .. }) => v
+                .types()
+                .iter()
+                .flat_map(|t| [Dir::Out, Dir::In].into_iter().map(move |d| (t, d)))
+                .filter(|(t, d)| t.list(*d).contains(n))
+                .map(|(t, d)| (t.name.clone(), d))
+                .collect(),
+            _ => return removed,
+        };
+        for (etype, dir) in &halves {
+            removed += remove_half(set, vid, *dir, etype, n, now) as usize;
+        }
+        for (etype, dir) in &halves {
+            remove_half(set, n, dir.opposite(), etype, vid, now);
+        }
+    }
+    removed
+}

@@ -1,5 +1,0 @@
-//! Graph commands (V.*, E.*, G.*). Being built.
-
-use crate::table::CommandSpec;
-
-pub const COMMANDS: &[CommandSpec] = &[];

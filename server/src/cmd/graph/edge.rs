@@ -1,0 +1,267 @@
+//! Edge commands: E.ADD E.DEL E.GET E.RANGE E.COUNT.
+//!
+//! E.RANGE pages through one (vertex, type, direction) list in rank-descending order. Its
+//! cursor is the position of the last row returned, `<rank>:<hex of the neighbour id>`,
+//! and the next page seeks strictly past it: inserts and deletes between pages never make
+//! a page repeat or skip an edge that stayed in place (an edge whose rank changed moves,
+//! as in any keyset pagination). Cursor `0` starts a range and is returned when it ends.
+//! Rows are read under the vertex's slot lock, then each row's mirror half is checked
+//! under its own slot's lock (dangling halves are skipped; for IN rows the properties come
+//! from the mirror out-half, where they are stored).
+
+use bytes::Bytes;
+use prism_engine::graph::edges::HalfRef;
+use prism_engine::graph::traverse::{mirror_ok, with_vertex};
+use prism_engine::graph::{Dir, EdgeHalf, GraphOp};
+use prism_engine::num::parse_i64;
+use prism_engine::Op;
+
+use super::{op_err, pairs, read_vertex, reply_error};
+use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
+use crate::resp::ReplyWriter;
+
+/// Default and largest E.RANGE LIMIT.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 100_000;
+
+type Props = Vec<(Bytes, Bytes)>;
+
+/// `E.ADD src type dst [RANK r] [PROPS field value ...]`.
+pub(super) fn e_add(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+    let mut rank = None;
+    let mut props = None;
+    let mut i = 4;
+    while i < args.len() {
+        if is(&args[i], "rank") && i + 1 < args.len() {
+            rank = Some(arg_i64(&args[i + 1])?);
+            i += 2;
+        } else if is(&args[i], "props") {
+            props = Some(pairs(&args[i + 1..], "e.add")?);
+            break;
+        } else {
+            return Err(CmdError::SYNTAX);
+        }
+    }
+    let (out, inn) = EdgeHalf::pair(&args[1], &args[2], &args[3]);
+    Ok(Op::Graph(GraphOp::AddEdge { out, inn, rank, props }))
+}
+
+pub(super) fn e_del(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+    let (out, inn) = EdgeHalf::pair(&args[1], &args[2], &args[3]);
+    Ok(Op::Graph(GraphOp::DelEdge { out, inn }))
+}
+
+fn props_of(h: &HalfRef<'_>) -> Props {
+    h.props.map_or_else(Vec::new, |p| {
+        p.iter().map(|(f, v)| (Bytes::copy_from_slice(f), Bytes::copy_from_slice(v))).collect()
+    })
+}
+
+fn write_props(out: &mut ReplyWriter, props: &Props) {
+    out.map(props.len());
+    for (f, v) in props {
+        out.bulk(f);
+        out.bulk(v);
+    }
+}
+
+/// `E.GET src type dst` -> null, or {rank, props}.
+pub(super) fn e_get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let (src, etype, dst) = (&args[1], &args[2], &args[3]);
+    let now = ctx.now_ms();
+    let found = match with_vertex(&ctx.node.keyspace, src, now, |v| {
+        v.list(etype, Dir::Out).and_then(|l| l.get(dst)).map(|h| (h.rank, props_of(&h)))
+    }) {
+        Ok(f) => f.flatten(),
+        Err(e) => return reply_error(ctx, op_err(e)),
+    };
+    let found = found.filter(|_| mirror_ok(&ctx.node.keyspace, now, src, etype, Dir::Out, dst));
+    ctx.hit(found.is_some());
+    let Some((rank, props)) = found else { return ctx.out.null() };
+    ctx.out.map(2);
+    ctx.out.bulk(b"rank");
+    ctx.out.int(rank);
+    ctx.out.bulk(b"props");
+    write_props(ctx.out, &props);
+}
+
+fn parse_dir(arg: &[u8]) -> Option<Dir> {
+    if is(arg, "out") {
+        Some(Dir::Out)
+    } else if is(arg, "in") {
+        Some(Dir::In)
+    } else {
+        None
+    }
+}
+
+/// `E.COUNT vid type [OUT|IN]`.
+pub(super) fn e_count(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let dir = match args.len() {
+        3 => Dir::Out,
+        4 => match parse_dir(&args[3]) {
+            Some(d) => d,
+            None => return reply_error(ctx, CmdError::SYNTAX),
+        },
+        _ => return reply_error(ctx, CmdError::SYNTAX),
+    };
+    let etype = &args[2];
+    read_vertex(ctx, &args[1], |out, v| {
+        out.int(v.map_or(0, |v| v.degree(etype, dir)) as i64);
+        Ok(())
+    });
+}
+
+struct RangeArgs {
+    dir: Dir,
+    limit: usize,
+    after: Option<(i64, Vec<u8>)>,
+    min: i64,
+    max: i64,
+    with_props: bool,
+}
+
+fn parse_cursor(arg: &[u8]) -> CmdResult<Option<(i64, Vec<u8>)>> {
+    if arg == b"0" {
+        return Ok(None);
+    }
+    let bad = || CmdError::INVALID_CURSOR;
+    let colon = arg.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let rank = parse_i64(&arg[..colon]).ok_or_else(bad)?;
+    let hex = &arg[colon + 1..];
+    if !hex.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let other = hex
+        .chunks_exact(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    Ok(Some((rank, other)))
+}
+
+fn format_cursor(rank: i64, other: &[u8]) -> String {
+    let mut s = format!("{rank}:");
+    for b in other {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn parse_range(args: &[Bytes]) -> CmdResult<RangeArgs> {
+    let mut r =
+        RangeArgs { dir: Dir::Out, limit: DEFAULT_LIMIT, after: None, min: i64::MIN, max: i64::MAX, with_props: false };
+    let mut i = 3;
+    while i < args.len() {
+        let a = &args[i];
+        let value = args.get(i + 1);
+        if let Some(d) = parse_dir(a) {
+            r.dir = d;
+            i += 1;
+            continue;
+        }
+        if is(a, "withprops") {
+            r.with_props = true;
+            i += 1;
+            continue;
+        }
+        let Some(value) = value else { return Err(CmdError::SYNTAX) };
+        if is(a, "limit") {
+            let n = arg_i64(value)?;
+            if n < 1 || n as u64 > MAX_LIMIT as u64 {
+                return Err(CmdError::msg(format!("ERR LIMIT must be between 1 and {MAX_LIMIT}")));
+            }
+            r.limit = n as usize;
+        } else if is(a, "cursor") {
+            r.after = parse_cursor(value)?;
+        } else if is(a, "minrank") {
+            r.min = arg_i64(value)?;
+        } else if is(a, "maxrank") {
+            r.max = arg_i64(value)?;
+        } else {
+            return Err(CmdError::SYNTAX);
+        }
+        i += 2;
+    }
+    Ok(r)
+}
+
+/// One candidate row: neighbour, rank, properties (out-halves only).
+type Row = (Bytes, i64, Props);
+
+/// `E.RANGE vid type [OUT|IN] [LIMIT n] [CURSOR c] [MINRANK a] [MAXRANK b] [WITHPROPS]`
+/// -> [next cursor, rows], each row [neighbour, rank] or [neighbour, rank, props].
+pub(super) fn e_range(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let r = match parse_range(args) {
+        Ok(r) => r,
+        Err(e) => return reply_error(ctx, e),
+    };
+    let (vid, etype) = (&args[1], &args[2]);
+    let now = ctx.now_ms();
+    let ks = &ctx.node.keyspace;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut pos = r.after.clone();
+    // Halves examined, valid or dangling: bounds the work of one call.
+    let mut budget = r.limit.saturating_mul(10).max(1_000);
+    let mut next_cursor = None;
+    let mut found = false;
+    while rows.len() < r.limit {
+        let need = r.limit - rows.len();
+        // Candidates after `pos`, plus whether the list holds more after them.
+        let chunk = with_vertex(ks, vid, now, |v| {
+            let Some(list) = v.list(etype, r.dir) else { return (Vec::new(), false) };
+            let mut it =
+                list.iter_from(pos.as_ref().map(|(rk, o)| (*rk, o.as_slice())), r.max).take_while(|h| h.rank >= r.min);
+            let rows: Vec<Row> =
+                it.by_ref().take(need).map(|h| (Bytes::copy_from_slice(h.other), h.rank, props_of(&h))).collect();
+            let more = it.next().is_some();
+            (rows, more)
+        });
+        let (chunk, more) = match chunk {
+            Ok(Some(c)) => {
+                found = true;
+                c
+            }
+            Ok(None) => (Vec::new(), false),
+            Err(e) => return reply_error(ctx, op_err(e)),
+        };
+        for (other, rank, props) in chunk {
+            budget = budget.saturating_sub(1);
+            pos = Some((rank, other.to_vec()));
+            let valid = match r.dir {
+                Dir::Out => mirror_ok(ks, now, vid, etype, Dir::Out, &other).then_some(props),
+                // The properties of an IN row live on the mirror out-half.
+                Dir::In => with_vertex(ks, &other, now, |v| {
+                    v.list(etype, Dir::Out).and_then(|l| l.get(vid)).map(|h| props_of(&h))
+                })
+                .ok()
+                .flatten()
+                .flatten(),
+            };
+            if let Some(props) = valid {
+                rows.push((other, rank, props));
+            }
+        }
+        if !more {
+            break;
+        }
+        if rows.len() >= r.limit || budget == 0 {
+            next_cursor = pos.as_ref().map(|(rk, o)| format_cursor(*rk, o));
+            break;
+        }
+    }
+    ctx.hit(found);
+    let out = &mut *ctx.out;
+    out.array(2);
+    out.bulk(next_cursor.as_deref().unwrap_or("0").as_bytes());
+    out.array(rows.len());
+    for (other, rank, props) in &rows {
+        out.array(if r.with_props { 3 } else { 2 });
+        out.bulk(other);
+        out.int(*rank);
+        if r.with_props {
+            write_props(out, props);
+        }
+    }
+}
