@@ -271,7 +271,13 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
             hash.insert(field, text.as_bytes());
             Output::Bulk(Bytes::from(text))
         }),
-        Op::FlushAll => Output::Ok, // handled by the keyspace, which locks every slot
+        // Alone, FLUSHALL is handled by the keyspace, slot by slot; inside a transaction
+        // every slot is locked (see `Op::flushes_all`) and the set clears them all.
+        Op::FlushAll => {
+            set.clear_all();
+            Output::Ok
+        }
+        Op::Multi(ops) => Output::Array(ops.iter().map(|op| apply_op(set, op, now)).collect()),
         Op::Sets(op) => crate::set::apply(set, op, now),
         Op::SortedSets(op) => crate::zset::apply(set, op, now),
         Op::Lists(op) => crate::list::apply(set, op, now),

@@ -12,6 +12,11 @@
 //! - Each table keeps its byte and key counts exact under every mutation (see
 //!   [`SlotTable::modify`]); the keyspace keeps node-wide totals as sums of table deltas.
 //!
+//! - A write may hold its tables across callbacks ([`WriteHooks`]): EXEC runs the reads of
+//!   a transaction between the ops of its `Op::Multi` this way. Meanwhile the holding
+//!   thread's own reads and writes use the held tables (see `held.rs`), and every other
+//!   thread waits, so the transaction is atomic and isolated.
+//!
 //! Positions: a table is an insertion-ordered map with swap-removal. Cursors (`SCAN`,
 //! active expiry) walk positions from the end of a table towards its start: a removal
 //! moves the last entry, which such a walk has already visited, into the hole, so an
@@ -22,13 +27,47 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::apply;
 use crate::op::{Op, Output, Write};
 use crate::slot::{Slot, SLOT_COUNT};
 use crate::value::{FastHasher, Value, ENTRY_OVERHEAD};
+
+mod held;
+
+pub use held::SlotRead;
+use held::{Held, Registration};
+
+/// Which slots a write locks.
+#[derive(Debug, Clone, Copy)]
+pub enum LockScope<'a> {
+    /// Those of its op's keys.
+    Op,
+    /// Those of its op's keys and these (a transaction's reads and WATCHed keys).
+    With(&'a [Slot]),
+    /// Every slot (a transaction that reads or flushes the whole keyspace).
+    All,
+}
+
+/// Callbacks into a write, run while its slot tables are locked. While they run, this
+/// thread's own keyspace reads and writes use the locked tables.
+pub trait WriteHooks {
+    /// Runs first; returning false applies nothing (the write returns `None`).
+    fn begin(&mut self) -> bool {
+        true
+    }
+    /// Before item `i` of an `Op::Multi`, and once more after the last (`i == len`).
+    fn between(&mut self, _i: usize) {}
+    /// After the op applied.
+    fn end(&mut self, _op: &Op) {}
+}
+
+/// No callbacks.
+pub struct NoHooks;
+
+impl WriteHooks for NoHooks {}
 
 /// A stored value with its deadline.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +102,8 @@ pub struct SlotTable {
     mem: usize,
     /// Entries removed because they had expired.
     expired_removed: u64,
+    /// `(mem, len)` as last added into the keyspace totals (see [`Keyspace::sync`]).
+    accounted: (usize, usize),
 }
 
 impl SlotTable {
@@ -161,7 +202,7 @@ impl SlotTable {
     }
 
     fn clear(&mut self) {
-        *self = SlotTable { expired_removed: self.expired_removed, ..SlotTable::default() };
+        *self = SlotTable { expired_removed: self.expired_removed, accounted: self.accounted, ..SlotTable::default() };
     }
 }
 
@@ -205,8 +246,8 @@ impl Keyspace {
 
     /// Read access to one slot's table.
     #[inline]
-    pub fn slot(&self, slot: Slot) -> RwLockReadGuard<'_, SlotTable> {
-        self.slots[slot.index()].read()
+    pub fn slot(&self, slot: Slot) -> SlotRead<'_> {
+        SlotRead::of(self, slot.get())
     }
 
     /// Runs `f` on the live entry under `key`.
@@ -222,7 +263,7 @@ impl Keyspace {
         let mut slots: SmallVec<[u16; 8]> = keys.into_iter().map(|k| Slot::of_key(k.as_ref()).get()).collect();
         slots.sort_unstable();
         slots.dedup();
-        ReadSet { guards: slots.into_iter().map(|s| (s, self.slots[s as usize].read())).collect() }
+        ReadSet { guards: slots.into_iter().map(|s| (s, SlotRead::of(self, s))).collect() }
     }
 
     /// Approximate bytes held by all entries.
@@ -237,8 +278,8 @@ impl Keyspace {
 
     pub fn stats(&self) -> KeyspaceStats {
         let mut s = KeyspaceStats::default();
-        for t in self.slots.iter() {
-            let t = t.read();
+        for slot in 0..SLOT_COUNT {
+            let t = SlotRead::of(self, slot as u16);
             s.keys += t.len() as u64;
             s.volatile += t.volatile() as u64;
             s.expired_removed += t.expired_removed();
@@ -249,27 +290,118 @@ impl Keyspace {
     /// Applies one write. Deterministic: the result and the new state depend only on the
     /// current state and `w`.
     pub fn apply(&self, w: &Write) -> Output {
-        if let Op::FlushAll = w.op {
-            for t in self.slots.iter() {
-                let mut t = t.write();
-                self.mem.fetch_sub(t.mem() as i64, Ordering::Relaxed);
-                self.keys.fetch_sub(t.len() as i64, Ordering::Relaxed);
-                t.clear();
+        self.apply_hooked(w, LockScope::Op, &mut NoHooks).unwrap_or(Output::Nil)
+    }
+
+    /// Applies one write with the tables of `scope` locked for its whole duration,
+    /// calling `hooks` under those locks. `None` when `hooks.begin` refused the write.
+    ///
+    /// Re-entrant: called from inside another write's hooks on this thread, it applies to
+    /// the tables that write holds (locking, in ascending order, only slots it lacks).
+    pub fn apply_hooked(&self, w: &Write, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
+        let outer = Held::current(self);
+        if matches!(w.op, Op::FlushAll) && outer.is_none() {
+            return self.flush_all(hooks);
+        }
+        let mut slots: Vec<u16> = Vec::new();
+        if matches!(scope, LockScope::All) || w.op.flushes_all() {
+            slots.extend(0..SLOT_COUNT as u16);
+        } else {
+            w.op.for_each_key(|k| slots.push(Slot::of_key(k).get()));
+            if let LockScope::With(extra) = scope {
+                slots.extend(extra.iter().map(|s| s.get()));
             }
-            return Output::Ok;
+            slots.sort_unstable();
+            slots.dedup();
         }
-        let mut slots: SmallVec<[u16; 4]> = SmallVec::new();
-        w.op.for_each_key(|k| slots.push(Slot::of_key(k).get()));
-        slots.sort_unstable();
-        slots.dedup();
-        let mut set = WriteSet { guards: slots.iter().map(|&s| (s, self.slots[s as usize].write())).collect() };
-        let before: SmallVec<[(usize, usize); 4]> = set.guards.iter().map(|(_, g)| (g.mem(), g.len())).collect();
-        let out = apply::apply_op(&mut set, &w.op, w.now_ms);
-        for ((_, g), (mem, len)) in set.guards.iter().zip(before) {
-            self.mem.fetch_add(g.mem() as i64 - mem as i64, Ordering::Relaxed);
-            self.keys.fetch_add(g.len() as i64 - len as i64, Ordering::Relaxed);
+        let mut guards = Vec::new();
+        let mut tables = Vec::with_capacity(slots.len());
+        for s in slots {
+            // SAFETY: a registered hold is valid while registered (held.rs).
+            match outer.and_then(|h| unsafe { (*h).find(s) }) {
+                Some(p) => tables.push((s, p)),
+                None => {
+                    let mut g = self.slots[s as usize].write();
+                    let p: *mut SlotTable = &mut *g;
+                    guards.push(g);
+                    tables.push((s, p));
+                }
+            }
         }
+        let held = Held::new(self, tables);
+        let out = {
+            let _registered = Registration::new(&held);
+            self.run(&held, w, hooks)
+        };
+        for &(_, p) in held.tables() {
+            // SAFETY: still held (by this write's guards or an outer write's).
+            self.sync(unsafe { &mut *p });
+        }
+        drop(held);
+        drop(guards);
         out
+    }
+
+    fn run(&self, held: &Held, w: &Write, hooks: &mut dyn WriteHooks) -> Option<Output> {
+        if !hooks.begin() {
+            return None;
+        }
+        let mut set = WriteSet { held };
+        let out = match &w.op {
+            Op::Multi(ops) => {
+                let mut outs = Vec::with_capacity(ops.len());
+                for (i, op) in ops.iter().enumerate() {
+                    hooks.between(i);
+                    outs.push(apply::apply_op(&mut set, op, w.now_ms));
+                    // Reads between the items (DBSIZE, INFO) see exact totals.
+                    self.sync_op(held, op);
+                }
+                hooks.between(ops.len());
+                Output::Array(outs)
+            }
+            op => apply::apply_op(&mut set, op, w.now_ms),
+        };
+        hooks.end(&w.op);
+        Some(out)
+    }
+
+    /// Adds what changed in `t` since it was last accounted into the node-wide totals.
+    fn sync(&self, t: &mut SlotTable) {
+        let now = (t.mem, t.map.len());
+        let (mem, len) = std::mem::replace(&mut t.accounted, now);
+        if now != (mem, len) {
+            self.mem.fetch_add(now.0 as i64 - mem as i64, Ordering::Relaxed);
+            self.keys.fetch_add(now.1 as i64 - len as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// [`Keyspace::sync`] for the tables `op` may have changed.
+    fn sync_op(&self, held: &Held, op: &Op) {
+        let sync = |slot: u16| {
+            if let Some(p) = held.find(slot) {
+                // SAFETY: held by this write; no other borrow of the table is alive.
+                self.sync(unsafe { &mut *p });
+            }
+        };
+        if op.flushes_all() {
+            held.tables().iter().for_each(|&(s, _)| sync(s));
+        } else {
+            op.for_each_key(|k| sync(Slot::of_key(k).get()));
+        }
+    }
+
+    /// FLUSHALL alone: slot by slot, never holding more than one lock.
+    fn flush_all(&self, hooks: &mut dyn WriteHooks) -> Option<Output> {
+        if !hooks.begin() {
+            return None;
+        }
+        for t in self.slots.iter() {
+            let mut t = t.write();
+            t.clear();
+            self.sync(&mut t);
+        }
+        hooks.end(&Op::FlushAll);
+        Some(Output::Ok)
     }
 
     /// Walks positions from `cursor`, examining at most `budget` entries and `budget`
@@ -281,7 +413,7 @@ impl Keyspace {
         let mut slots_seen = 0;
         while examined < budget && slots_seen < budget {
             slots_seen += 1;
-            let table = self.slots[cursor.slot].read();
+            let table = SlotRead::of(self, cursor.slot as u16);
             if table.volatile() == 0 {
                 *cursor = ExpiryCursor { slot: (cursor.slot + 1) % SLOT_COUNT, remaining: None };
                 continue;
@@ -326,7 +458,7 @@ impl Keyspace {
         let mut visited = 0usize;
         let limit = count.saturating_mul(10).max(100);
         loop {
-            let table = self.slots[slot].read();
+            let table = SlotRead::of(self, slot as u16);
             let mut pos = if remaining == 0 { table.len() } else { remaining.min(table.len()) };
             while pos > 0 && out.len() < count && visited < limit {
                 pos -= 1;
@@ -377,7 +509,7 @@ impl Keyspace {
         for attempt in 0..256 {
             // Random slots first; then a linear walk so a sparse keyspace still answers.
             let slot = if attempt < 128 { pick(SLOT_COUNT) } else { (pick(SLOT_COUNT) + attempt) % SLOT_COUNT };
-            let table = self.slots[slot].read();
+            let table = SlotRead::of(self, slot as u16);
             if table.is_empty() {
                 continue;
             }
@@ -417,7 +549,7 @@ pub fn scan_positions(len: usize, remaining: u64, budget: usize, mut visit: impl
 
 /// Slot tables locked for reading by [`Keyspace::read_many`].
 pub struct ReadSet<'a> {
-    guards: SmallVec<[(u16, RwLockReadGuard<'a, SlotTable>); 8]>,
+    guards: SmallVec<[(u16, SlotRead<'a>); 8]>,
 }
 
 impl ReadSet<'_> {
@@ -430,15 +562,25 @@ impl ReadSet<'_> {
 
 /// Slot tables locked for writing while one op applies.
 pub(crate) struct WriteSet<'a> {
-    guards: SmallVec<[(u16, RwLockWriteGuard<'a, SlotTable>); 4]>,
+    held: &'a Held,
 }
 
 impl WriteSet<'_> {
     /// The table holding `key`. The op declared every key it touches, so it is locked.
     pub(crate) fn table(&mut self, key: &[u8]) -> &mut SlotTable {
         let slot = Slot::of_key(key).get();
-        let i = self.guards.iter().position(|(s, _)| *s == slot).expect("op touched a key it did not declare");
-        &mut self.guards[i].1
+        let p = self.held.find(slot).expect("op touched a key it did not declare");
+        // SAFETY: held for this write (held.rs); `&mut self` makes this the only borrow
+        // the set has handed out.
+        unsafe { &mut *p }
+    }
+
+    /// Empties every table of the set (FLUSHALL inside a transaction, which holds all).
+    pub(crate) fn clear_all(&mut self) {
+        for &(_, p) in self.held.tables() {
+            // SAFETY: as in `table`; one table at a time.
+            unsafe { (*p).clear() };
+        }
     }
 }
 

@@ -159,12 +159,30 @@ pub enum Op {
     SortedSets(crate::zset::ZSetOp),
     Lists(crate::list::ListOp),
     Graph(crate::graph::GraphOp),
+    /// A transaction (MULTI/EXEC): every op applies in order under one set of slot locks
+    /// -> an array of each op's output; an op refused with an [`OpError`] leaves its error
+    /// in the array and the others still apply, as Redis does.
+    Multi(Vec<Op>),
 }
 
 impl Op {
     /// Calls `f` with every key the op may read or write. The keyspace locks exactly the
     /// slots of these keys while applying.
     pub fn for_each_key(&self, mut f: impl FnMut(&[u8])) {
+        self.visit_keys(&mut f)
+    }
+
+    /// True when applying the op clears every slot (FLUSHALL, alone or in a transaction).
+    pub fn flushes_all(&self) -> bool {
+        match self {
+            Op::FlushAll => true,
+            Op::Multi(ops) => ops.iter().any(Op::flushes_all),
+            _ => false,
+        }
+    }
+
+    // Recursion for `Op::Multi` needs one concrete closure type.
+    fn visit_keys(&self, mut f: &mut dyn FnMut(&[u8])) {
         match self {
             Op::Del { keys } | Op::PurgeExpired { keys } => keys.iter().for_each(|k| f(k)),
             Op::MSet { pairs, .. } => pairs.iter().for_each(|(k, _)| f(k)),
@@ -190,6 +208,7 @@ impl Op {
             Op::SortedSets(op) => op.for_each_key(&mut f),
             Op::Lists(op) => op.for_each_key(&mut f),
             Op::Graph(op) => op.for_each_key(&mut f),
+            Op::Multi(ops) => ops.iter().for_each(|op| op.visit_keys(f)),
         }
     }
 }
@@ -230,4 +249,9 @@ pub enum OpError {
     HashNotFloat,
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     StringTooLong,
+    /// ZADD INCR / ZINCRBY adding +inf and -inf.
+    #[error("ERR resulting score is not a number (NaN)")]
+    ScoreNan,
+    #[error("ERR index out of range")]
+    IndexOutOfRange,
 }

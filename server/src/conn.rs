@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::clients::ClientHandle;
 use crate::cmd;
+use crate::keywatch::KeyWatch;
 use crate::node::Node;
 use crate::pubsub::{Message, Subscriber};
 use crate::resp::{Proto, ReplyWriter, RequestParser};
@@ -55,6 +56,13 @@ pub struct ConnState {
     pub readonly: bool,
     /// Pub/sub subscriptions, once the client subscribed to anything.
     pub subscriber: Option<Subscriber>,
+    /// Set by a blocking command (BLPOP, ...) that found nothing to serve: the
+    /// connection waits for a write to one of the keys and runs the command again.
+    pub blocked: Option<Blocked>,
+    /// Commands queued since MULTI (`None` outside a transaction).
+    pub multi: Option<cmd::multi::Transaction>,
+    /// Keys under WATCH.
+    pub watching: cmd::multi::Watching,
     // Batched counters, added to the node's stats once per batch.
     pub commands: u64,
     pub hits: u64,
@@ -76,6 +84,9 @@ pub async fn serve(
         close: false,
         readonly: false,
         subscriber: None,
+        blocked: None,
+        multi: None,
+        watching: Default::default(),
         commands: 0,
         hits: 0,
         misses: 0,
@@ -92,6 +103,16 @@ pub async fn serve(
             match parser.next(&mut rbuf, &mut args) {
                 Ok(true) => {
                     cmd::execute(&node, &mut state, &args, &mut out);
+                    if state.blocked.is_some() {
+                        // Nothing after a blocked command runs until it is served (Redis
+                        // keeps reading, and so do we, but executes no more).
+                        if !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, true).await
+                            || !wait_unblocked(&node, &mut stream, &mut rbuf, &mut state, &args, &mut out, &mut shutdown)
+                                .await
+                        {
+                            break 'conn;
+                        }
+                    }
                     parser.set_authenticated(state.authenticated);
                     if state.close {
                         break;
@@ -162,8 +183,96 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         }
     }
+    cmd::multi::reset(&node, &mut state);
     publish_counts(&node, &mut state);
     let _ = stream.shutdown().await;
+}
+
+/// What a blocked command waits for.
+#[derive(Debug)]
+pub struct Blocked {
+    /// A write to any of these wakes the client, which then runs the command again.
+    pub keys: Vec<Bytes>,
+    /// When to give up; `None` waits for ever (timeout 0).
+    pub deadline: Option<tokio::time::Instant>,
+    /// What to answer on timeout.
+    pub on_timeout: TimeoutReply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutReply {
+    /// `*-1` in RESP2 (BLPOP, BZPOPMIN, BLMPOP ...).
+    NullArray,
+    /// `$-1` in RESP2 (BLMOVE, BRPOPLPUSH).
+    Null,
+}
+
+/// Waits until the blocked command in `args` can be served, then serves it; or answers
+/// its timeout reply. Returns false when the connection must close (EOF, CLIENT KILL,
+/// shutdown).
+///
+/// The watch is registered before the command is retried, and a write fires it even when
+/// nobody is waiting yet, so a write landing between the retry and the wait is never
+/// missed. Each retry goes through `cmd::execute` again, so a pop is one ordinary write,
+/// applied once.
+async fn wait_unblocked(
+    node: &Node,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    state: &mut ConnState,
+    args: &[Bytes],
+    out: &mut ReplyWriter,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let Some(blocked) = state.blocked.take() else { return true };
+    let watch = KeyWatch::new();
+    for k in &blocked.keys {
+        node.watches.watch(k.clone(), &watch);
+    }
+    let mut open = true;
+    loop {
+        watch.reset();
+        cmd::execute(node, state, args, out);
+        if state.blocked.take().is_none() {
+            break;
+        }
+        // Wait for a write to a key, the deadline, or the end of the connection.
+        let served = loop {
+            let timeout = async {
+                match blocked.deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = watch.touched() => break false,
+                _ = timeout => {
+                    match blocked.on_timeout {
+                        TimeoutReply::NullArray => out.null_array(),
+                        TimeoutReply::Null => out.null(),
+                    }
+                    break true;
+                }
+                _ = state.handle.killed() => { open = false; break true; }
+                _ = shutdown.changed() => { open = false; break true; }
+                r = stream.read_buf(rbuf) => match r {
+                    Ok(0) | Err(_) => { open = false; break true; }
+                    // Buffered; it runs once the client is served.
+                    Ok(n) => {
+                        node.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        if rbuf.len() > MAX_QUERY_BUFFER { open = false; break true; }
+                    }
+                },
+            }
+        };
+        if served {
+            break;
+        }
+    }
+    for k in &blocked.keys {
+        node.watches.unwatch(k, &watch);
+    }
+    open
 }
 
 /// The next pub/sub message, or never when the client subscribes to nothing.

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use prism_engine::clock::Clock;
+use prism_engine::keyspace::{LockScope, NoHooks, WriteHooks};
 use prism_engine::{Keyspace, Op, Output, Write};
 
 use crate::clients::ClientRegistry;
@@ -58,7 +60,9 @@ pub struct Node {
     pub limits: Limits,
     /// The password from `requirepass-file`, if any.
     pub password: RwLock<Option<Vec<u8>>>,
-    pub topology: RwLock<Topology>,
+    /// Read on every keyed command; swapped whole when it changes (rarely), so readers
+    /// never write a shared cache line.
+    pub topology: ArcSwap<Topology>,
     pub clients: ClientRegistry,
     /// Clients waiting on keys: WATCH and blocking commands.
     pub watches: KeyWatches,
@@ -86,7 +90,7 @@ impl Node {
             config: RwLock::new(config),
             limits,
             password: RwLock::new(password),
-            topology: RwLock::new(topology),
+            topology: ArcSwap::from_pointee(topology),
             clients: ClientRegistry::default(),
             watches: KeyWatches::default(),
             pubsub: Arc::default(),
@@ -104,15 +108,15 @@ impl Node {
 
     /// Applies a write and returns its output. The only way state changes.
     pub fn write(&self, op: Op) -> Output {
+        self.write_hooked(op, LockScope::Op, &mut NoHooks).unwrap_or(Output::Nil)
+    }
+
+    /// [`Node::write`] with `hooks` called while the write's slot tables (and those of
+    /// `scope`) are locked: EXEC checks its WATCHed keys and runs its reads this way.
+    /// `None` when `hooks.begin` refused the write.
+    pub fn write_hooked(&self, op: Op, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
         let w = Write { now_ms: self.now_ms(), op };
-        let out = self.keyspace.apply(&w);
-        // Watchers (WATCH, blocked clients) hear of the write before its reply leaves.
-        if !self.watches.is_empty() {
-            match &w.op {
-                Op::FlushAll => self.watches.touch_all(),
-                op => op.for_each_key(|k| self.watches.touch_key(k)),
-            }
-        }
+        let out = self.keyspace.apply_hooked(&w, scope, &mut TouchWatchers { node: self, inner: hooks });
         // A load first keeps the common case (no new peak) a read of a shared line.
         let used = self.keyspace.used_memory();
         if used > self.stats.used_memory_peak.load(Ordering::Relaxed) {
@@ -147,4 +151,34 @@ pub fn random_hex_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..40).map(|_| std::char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
+}
+
+/// Tells watchers (WATCH, blocked clients) of a write while its slots are still locked:
+/// before its reply leaves, and before a transaction that locks the same slots can check
+/// its WATCHed keys, so such a check never misses a write that already applied.
+struct TouchWatchers<'a> {
+    node: &'a Node,
+    inner: &'a mut dyn WriteHooks,
+}
+
+impl WriteHooks for TouchWatchers<'_> {
+    fn begin(&mut self) -> bool {
+        self.inner.begin()
+    }
+
+    fn between(&mut self, i: usize) {
+        self.inner.between(i)
+    }
+
+    fn end(&mut self, op: &Op) {
+        self.inner.end(op);
+        let watches = &self.node.watches;
+        if !watches.is_empty() {
+            if op.flushes_all() {
+                watches.touch_all();
+            } else {
+                op.for_each_key(|k| watches.touch_key(k));
+            }
+        }
+    }
 }

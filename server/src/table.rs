@@ -62,6 +62,14 @@ pub enum KeySpec {
         last: i32,
         step: i32,
     },
+    /// A count of keys at argument `numkeys_index`, then that many keys at `first`,
+    /// `first + step`, ... (absolute argument indexes). `COMMAND` reports such commands
+    /// with first/last/step 0, 0, 0 and the `movablekeys` flag (SINTERCARD, ZUNION, ...).
+    Keynum {
+        numkeys_index: usize,
+        first: usize,
+        step: usize,
+    },
 }
 
 /// The command group, as `COMMAND DOCS` reports it; also the ACL category.
@@ -168,23 +176,64 @@ impl CommandSpec {
     /// `(first, last, step)` as `COMMAND INFO` reports them.
     pub fn key_positions(&self) -> (i64, i64, i64) {
         match self.keys {
-            KeySpec::None => (0, 0, 0),
+            KeySpec::None | KeySpec::Keynum { .. } => (0, 0, 0),
             KeySpec::Range { first, last, step } => (first as i64, last as i64, step as i64),
         }
     }
 
-    /// Indexes of the key arguments in `args` (`args[0]` is the command name).
+    /// True when the key positions depend on the arguments (`movablekeys`).
+    pub fn movable_keys(&self) -> bool {
+        matches!(self.keys, KeySpec::Keynum { .. })
+    }
+
+    /// Indexes of the key arguments of `args` (`args[0]` is the command name), reading a
+    /// [`KeySpec::Keynum`] count from the arguments: none when the count is not a positive
+    /// integer whose keys all fit, as Redis's key extraction; the command itself then
+    /// answers the error. Routing uses this form.
+    pub fn key_indexes_in(&self, args: &[Bytes]) -> impl Iterator<Item = usize> {
+        let (first, end, step) = match self.keys {
+            KeySpec::Keynum { numkeys_index, first, step } => {
+                let step = step.max(1);
+                let n = args.get(numkeys_index).and_then(|a| prism_engine::num::parse_i64(a)).unwrap_or(0);
+                let end = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .and_then(|n| (n - 1).checked_mul(step))
+                    .and_then(|k| k.checked_add(first));
+                match end {
+                    Some(end) if end < args.len() => (first, end, step),
+                    _ => (1, 0, 1),
+                }
+            }
+            _ => self.span(args.len()),
+        };
+        span_iter(first, end, step)
+    }
+
+    /// Indexes of the key arguments in `args` (`args[0]` is the command name), from the
+    /// argument count alone: nothing for a [`KeySpec::Keynum`] command, whose keys only
+    /// [`CommandSpec::key_indexes_in`] can find.
     pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let (first, end, step) = self.span(argc);
+        span_iter(first, end, step)
+    }
+
+    /// `(first, end, step)` of the key arguments for `argc` arguments; empty when first > end.
+    fn span(&self, argc: usize) -> (usize, usize, usize) {
         let (first, last, step) = match self.keys {
-            KeySpec::None => (1, 0, 1),
+            KeySpec::None | KeySpec::Keynum { .. } => (1, 0, 1),
             KeySpec::Range { first, last, step } => {
                 let last = if last < 0 { argc as i64 + last as i64 } else { last as i64 };
                 (first as usize, last.max(0) as usize, step.max(1) as usize)
             }
         };
         let end = if last >= argc { argc.saturating_sub(1) } else { last };
-        (first..=end).step_by(step).filter(move |&i| i >= first && i <= end && first <= end)
+        (first, end, step)
     }
+}
+
+fn span_iter(first: usize, end: usize, step: usize) -> impl Iterator<Item = usize> {
+    (first..=end).step_by(step).filter(move |&i| i >= first && i <= end && first <= end)
 }
 
 /// Every command family, in the order `COMMAND` lists them.
@@ -266,6 +315,34 @@ mod tests {
         assert_eq!(spec(1, -1, 2).key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(spec(1, 2, 1).key_indexes(3).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(spec(1, 1, 1).key_indexes(1).collect::<Vec<_>>(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn keynum_key_indexes() {
+        let spec = CommandSpec {
+            name: "x",
+            arity: -3,
+            flags: 0,
+            keys: KeySpec::Keynum { numkeys_index: 1, first: 2, step: 1 },
+            group: Group::Set,
+            summary: "",
+            since: "",
+            complexity: "",
+            handler: Handler::Direct(|_, _| {}),
+        };
+        let args = |a: &[&str]| a.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>();
+        let keys = |a: &[&str]| spec.key_indexes_in(&args(a)).collect::<Vec<_>>();
+        assert_eq!(keys(&["x", "2", "a", "b", "LIMIT", "1"]), vec![2, 3]);
+        assert_eq!(keys(&["x", "1", "a"]), vec![2]);
+        assert_eq!(keys(&["x", "3", "a", "b"]), Vec::<usize>::new(), "more keys than arguments");
+        assert_eq!(keys(&["x", "0", "a"]), Vec::<usize>::new());
+        assert_eq!(keys(&["x", "-1", "a"]), Vec::<usize>::new());
+        assert_eq!(keys(&["x", "nope", "a"]), Vec::<usize>::new());
+        assert_eq!(keys(&["x", "-9223372036854775808", "a"]), Vec::<usize>::new());
+        assert_eq!(keys(&["x", "9223372036854775807", "a"]), Vec::<usize>::new());
+        assert_eq!(spec.key_positions(), (0, 0, 0));
+        assert!(spec.movable_keys());
+        assert_eq!(spec.key_indexes(6).count(), 0);
     }
 }
 

@@ -133,12 +133,12 @@ fn keyslot(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 fn myid(ctx: &mut Ctx<'_>, _: &[Bytes]) {
-    let topology = ctx.node.topology.read();
+    let topology = ctx.node.topology.load();
     ctx.out.bulk(topology.myself().id.as_bytes());
 }
 
 fn myshardid(ctx: &mut Ctx<'_>, _: &[Bytes]) {
-    let topology = ctx.node.topology.read();
+    let topology = ctx.node.topology.load();
     match topology.shards.get(topology.myself().shard) {
         Some((id, _)) => ctx.out.bulk(id.as_bytes()),
         None => ctx.out.error("ERR No shard ID yet"),
@@ -147,7 +147,7 @@ fn myshardid(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 
 fn info(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     let text = {
-        let t = ctx.node.topology.read();
+        let t = ctx.node.topology.load();
         let assigned = t.slots_assigned();
         let state = if assigned == SLOT_COUNT { "ok" } else { "fail" };
         // Shards that serve at least one slot through a primary, as Redis's cluster_size.
@@ -184,7 +184,7 @@ fn ip_of(n: &ClusterNode, local: IpAddr) -> Cow<'_, str> {
 }
 
 fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) {
-    let t = ctx.node.topology.read();
+    let t = ctx.node.topology.load();
     let local = ctx.conn.local_ip;
     let out = &mut *ctx.out;
     let served: Vec<usize> = (0..t.shards.len()).filter(|&s| t.primary_of(s).is_some()).collect();
@@ -209,7 +209,7 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 }
 
 fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) {
-    let t = ctx.node.topology.read();
+    let t = ctx.node.topology.load();
     let local = ctx.conn.local_ip;
     let out = &mut *ctx.out;
     let listed: Vec<usize> = (0..t.shards.len()).filter(|&s| t.members_of(s).next().is_some()).collect();
@@ -277,7 +277,7 @@ fn describe(t: &Topology, index: usize, local: IpAddr, now_ms: u64) -> String {
 fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     let now = ctx.now_ms();
     let text = {
-        let t = ctx.node.topology.read();
+        let t = ctx.node.topology.load();
         let mut text = String::new();
         for i in 0..t.nodes.len() {
             text.push_str(&describe(&t, i, ctx.conn.local_ip, now));
@@ -290,7 +290,7 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 
 fn replicas(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let now = ctx.now_ms();
-    let t = ctx.node.topology.read();
+    let t = ctx.node.topology.load();
     let Some(index) = t.nodes.iter().position(|n| n.id.as_bytes() == &args[2][..]) else {
         return ctx.out.error(&format!("ERR Unknown node {}", super::text(&args[2])));
     };

@@ -290,7 +290,7 @@ fn keys_of(args: &[Bytes]) -> CmdResult<(&'static CommandSpec, Vec<Bytes>)> {
     if !spec.arity_ok(cmd.len()) {
         return Err(CmdError::msg("ERR Invalid number of arguments specified for command"));
     }
-    let keys: Vec<Bytes> = spec.key_indexes(cmd.len()).filter_map(|i| cmd.get(i).cloned()).collect();
+    let keys: Vec<Bytes> = spec.key_indexes_in(cmd).filter_map(|i| cmd.get(i).cloned()).collect();
     if keys.is_empty() {
         return Err(CmdError::msg("ERR Invalid arguments specified for command"));
     }
@@ -302,7 +302,10 @@ fn write_info(out: &mut ReplyWriter, spec: &CommandSpec, full: &str) {
     out.array(10);
     out.bulk(full.as_bytes());
     out.int(spec.arity as i64);
-    let flags: Vec<&str> = flag::NAMES.iter().filter(|(f, _)| spec.has(*f)).map(|(_, n)| *n).collect();
+    let mut flags: Vec<&str> = flag::NAMES.iter().filter(|(f, _)| spec.has(*f)).map(|(_, n)| *n).collect();
+    if spec.movable_keys() {
+        flags.push("movablekeys");
+    }
     write_simple_set(out, &flags);
     let (first, last, step) = spec.key_positions();
     out.int(first);
@@ -330,6 +333,35 @@ fn write_info(out: &mut ReplyWriter, spec: &CommandSpec, full: &str) {
 /// map cannot be a set member), so it goes out as an array, which every client that
 /// reads Redis's set (redis-py turns sets into lists for this reason) reads the same.
 fn write_key_specs(out: &mut ReplyWriter, spec: &CommandSpec) {
+    if let KeySpec::Keynum { numkeys_index, first, step } = spec.keys {
+        // A count at `numkeys_index`, then the keys: Redis's "keynum" find-keys spec,
+        // whose positions are relative to the begin-search index.
+        out.array(1);
+        out.map(3);
+        out.bulk(b"flags");
+        write_simple_set(out, key_flags(spec));
+        out.bulk(b"begin_search");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"index");
+        out.bulk(b"spec");
+        out.map(1);
+        out.bulk(b"index");
+        out.int(numkeys_index as i64);
+        out.bulk(b"find_keys");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"keynum");
+        out.bulk(b"spec");
+        out.map(3);
+        out.bulk(b"keynumidx");
+        out.int(0);
+        out.bulk(b"firstkey");
+        out.int(first.saturating_sub(numkeys_index) as i64);
+        out.bulk(b"keystep");
+        out.int(step as i64);
+        return;
+    }
     let KeySpec::Range { first, last, step } = spec.keys else {
         out.array(0);
         return;

@@ -92,29 +92,30 @@ impl From<prism_engine::OpError> for CmdError {
 pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
     conn.commands += 1;
     let Some(spec) = table::lookup(&args[0]) else {
-        return fail(conn, out, unknown_command(args));
+        return reject(node, conn, out, args, unknown_command(args));
     };
     if !spec.arity_ok(args.len()) {
-        return fail(conn, out, CmdError::msg(format!("ERR wrong number of arguments for '{}' command", spec.name)));
+        let e = CmdError::msg(format!("ERR wrong number of arguments for '{}' command", spec.name));
+        return reject(node, conn, out, args, e);
     }
     if !conn.authenticated && !spec.has(flag::NO_AUTH) {
-        return fail(conn, out, CmdError::msg("NOAUTH Authentication required."));
+        return reject(node, conn, out, args, CmdError::msg("NOAUTH Authentication required."));
+    }
+    if conn.subscriber.is_some() && out.proto == crate::resp::Proto::Resp2 && !pubsub::allowed_while_subscribed(spec.name) {
+        let msg = format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        );
+        return reject(node, conn, out, args, CmdError::msg(msg));
     }
     let (spec, full_name) = match spec.handler {
-        // A bare container: only COMMAND's arity (-1) lets one through, and it lists
-        // every command.
-        Handler::Container(_) if args.len() < 2 => {
-            conn.handle.touch(spec.name);
-            return command::all(&mut Ctx { node, conn, out });
-        }
+        Handler::Container(_) if args.len() < 2 => (spec, spec.name),
         Handler::Container(_) => match table::lookup_sub(spec, &args[1]) {
             Some(sub) if sub.arity_ok(args.len()) => (sub, sub_name(spec, sub)),
             Some(sub) => {
-                return fail(
-                    conn,
-                    out,
-                    CmdError::msg(format!("ERR wrong number of arguments for '{}|{}' command", spec.name, sub.name)),
-                );
+                let e =
+                    CmdError::msg(format!("ERR wrong number of arguments for '{}|{}' command", spec.name, sub.name));
+                return reject(node, conn, out, args, e);
             }
             None => {
                 let msg = format!(
@@ -122,16 +123,25 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
                     truncated(&args[1], 128),
                     spec.name.to_ascii_uppercase()
                 );
-                return fail(conn, out, CmdError::msg(msg));
+                return reject(node, conn, out, args, CmdError::msg(msg));
             }
         },
         _ => (spec, spec.name),
     };
-    if let Err(e) = route(node, spec, args) {
-        return fail(conn, out, e);
+    let shard = match route(node, spec, args) {
+        Ok(shard) => shard,
+        Err(e) => return reject(node, conn, out, args, e),
+    };
+    if (spec.has(flag::DENYOOM) || multi::rejects_on_oom(conn, spec)) && node.over_maxmemory() {
+        let e = CmdError::msg("OOM command not allowed when used memory > 'maxmemory'.");
+        return reject(node, conn, out, args, e);
     }
-    if spec.has(flag::DENYOOM) && node.over_maxmemory() {
-        return fail(conn, out, CmdError::msg("OOM command not allowed when used memory > 'maxmemory'."));
+    // Inside MULTI, a command that passed the checks above waits for EXEC.
+    if conn.multi.is_some() && multi::queues(spec) {
+        return multi::queue(conn, out, spec, full_name, args, shard);
+    }
+    if matches!(spec.name, "reset" | "quit") {
+        multi::reset(node, conn);
     }
     conn.handle.touch(full_name);
     let mut ctx = Ctx { node, conn, out };
@@ -147,8 +157,17 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
             }
             Err(e) => fail(ctx.conn, ctx.out, e),
         },
-        Handler::Container(_) => fail(ctx.conn, ctx.out, CmdError::msg("ERR nested container command")),
+        // A bare container: only COMMAND's arity (-1) lets one through, and it lists
+        // every command.
+        Handler::Container(_) => command::all(&mut ctx),
     }
+}
+
+/// A request refused before it ran. Inside MULTI this marks the transaction failed, and a
+/// refused EXEC aborts it (see `multi::rejected`).
+fn reject(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Bytes], e: CmdError) {
+    let e = multi::rejected(node, conn, args, e);
+    fail(conn, out, e)
 }
 
 fn fail(conn: &mut ConnState, out: &mut ReplyWriter, e: CmdError) {
@@ -176,13 +195,13 @@ fn sub_name(container: &'static CommandSpec, sub: &'static CommandSpec) -> &'sta
 }
 
 /// Checks that every key of the request is served here and that all of them live in one
-/// shard.
-fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<()> {
-    let mut keys = spec.key_indexes(args.len());
+/// shard; returns that shard (`None` for a keyless request).
+fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<Option<usize>> {
+    let mut keys = spec.key_indexes_in(args);
     let Some(first) = keys.next() else {
-        return Ok(());
+        return Ok(None);
     };
-    let topology = node.topology.read();
+    let topology = node.topology.load();
     let first_slot = Slot::of_key(&args[first]);
     let first_route = topology.route(first_slot);
     for i in keys {
@@ -196,7 +215,7 @@ fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<()> {
         }
     }
     match first_route {
-        Route::Local(_) => Ok(()),
+        Route::Local(shard) => Ok(Some(shard)),
         Route::Moved(shard) => {
             let target = topology.primary_of(shard).map(|n| format!("{}:{}", n.ip, n.port));
             match target {

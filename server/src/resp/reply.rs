@@ -172,18 +172,62 @@ impl ReplyWriter {
     }
 }
 
-/// Doubles as Redis 7.2 prints them: shortest round-trip form, `inf`/`-inf`.
+/// Doubles as Redis 7.2 prints them (`util.c:d2string`): `inf`/`-inf`/`nan`, a signed
+/// zero as `0`/`-0`, integral values within +-2^62 as integers, anything else as the
+/// shortest round-trip digits laid out by fpconv's rules (plain up to a few leading or
+/// trailing zeros, else `1.5e+20` / `1e-7`).
 pub fn format_double(v: f64) -> String {
-    if v.is_infinite() {
-        return if v > 0.0 { "inf".into() } else { "-inf".into() };
-    }
     if v.is_nan() {
         return "nan".into();
     }
-    if v == v.trunc() && v.abs() < 1e17 {
-        return format!("{}", v as i64);
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    format!("{v}")
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    // Redis's double2ll window: (double)(LLONG_MAX / 2) either side.
+    const LIMIT: f64 = (i64::MAX / 2) as f64;
+    if (-LIMIT..=LIMIT).contains(&v) && v.trunc() == v {
+        return (v as i64).to_string();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde<exp>".
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let n = digits.len() as i32;
+    let k = exp - (n - 1);
+    let abs_exp = exp.abs();
+    let mut out = String::with_capacity(26);
+    if v < 0.0 {
+        out.push('-');
+    }
+    if k >= 0 && abs_exp < n + 7 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', k as usize));
+    } else if k < 0 && (k > -7 || abs_exp < 4) {
+        let offset = n + k;
+        if offset <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-offset) as usize));
+            out.push_str(&digits);
+        } else {
+            out.push_str(&digits[..offset as usize]);
+            out.push('.');
+            out.push_str(&digits[offset as usize..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&abs_exp.to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -207,5 +251,32 @@ mod tests {
         assert_eq!(render(Proto::Resp3, |w| w.verbatim("a")), "=5\r\ntxt:a\r\n");
         assert_eq!(render(Proto::Resp2, |w| w.error("ERR a\r\nb")), "-ERR a  b\r\n");
         assert_eq!(render(Proto::Resp3, |w| w.boolean(true)), "#t\r\n");
+    }
+
+    #[test]
+    fn doubles_as_redis_d2string() {
+        let cases: &[(f64, &str)] = &[
+            (1.5, "1.5"),
+            (3.0, "3"),
+            (-3.0, "-3"),
+            (0.1, "0.1"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (1e8, "100000000"),
+            (1e19, "1e+19"),
+            (1.5e300, "1.5e+300"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (0.000001, "0.000001"),
+            (123.456, "123.456"),
+            (-0.5, "-0.5"),
+            (4611686018427387904.0, "4611686018427387904"),
+            (12345678901234567890.0, "12345678901234567000"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(format_double(*v), *want, "{v:?}");
+        }
     }
 }

@@ -1,5 +1,0 @@
-//! Sorted-set commands. Being built.
-
-use crate::table::CommandSpec;
-
-pub const COMMANDS: &[CommandSpec] = &[];
