@@ -251,6 +251,7 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::multi::COMMANDS,
         cmd::pubsub::COMMANDS,
         cmd::graph::COMMANDS,
+        cmd::blocking::COMMANDS,
         cmd::cluster::COMMANDS,
     ]
 }

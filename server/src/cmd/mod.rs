@@ -6,6 +6,7 @@
 //! write a reply (reads) or return an [`Op`] (writes), never both. Errors become replies
 //! in one place, [`CmdError`], with Redis's words.
 
+pub mod blocking;
 pub mod cluster;
 pub mod command;
 pub mod connection;
