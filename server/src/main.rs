@@ -1,5 +1,7 @@
 //! The `prism` binary: parses the command line and config file, then runs a node until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM; `prism load` bulk-loads CSV files into a running node (load.rs).
+
+mod load;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,10 +28,14 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at startup: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Bulk-load vertices and edges from CSV files into a running node or cluster.
+    Load(load::LoadArgs),
 }
 
 /// Every flag is also a key of the config file (`--config`); flags win over the file.
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Load(a)) => return load::main(a),
         None => cli.serve,
     };
     let config = match args.into_config() {

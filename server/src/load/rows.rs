@@ -48,7 +48,8 @@ pub struct Layout {
 
 impl Layout {
     pub fn from_header(kind: Kind, header: &csv::ByteRecord) -> Result<Layout, String> {
-        let names: Vec<String> = header.iter().map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase()).collect();
+        let names: Vec<String> =
+            header.iter().map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase()).collect();
         for (i, n) in names.iter().enumerate() {
             if n.is_empty() {
                 return Err(format!("header column {} has no name", i + 1));
@@ -161,7 +162,10 @@ mod tests {
     #[test]
     fn vertex_rows() {
         let l = Layout::from_header(Kind::Vertices, &rec(&["id", "Label", "name"])).unwrap();
-        assert_eq!(cmd(&l, &["a", "person", "ann"]).unwrap(), "*6\r\n$5\r\nV.SET\r\n$1\r\na\r\n$5\r\nLABEL\r\n$6\r\nperson\r\n$4\r\nname\r\n$3\r\nann\r\n");
+        assert_eq!(
+            cmd(&l, &["a", "person", "ann"]).unwrap(),
+            "*6\r\n$5\r\nV.SET\r\n$1\r\na\r\n$5\r\nLABEL\r\n$6\r\nperson\r\n$4\r\nname\r\n$3\r\nann\r\n"
+        );
         assert_eq!(cmd(&l, &["a", "", "ann"]).unwrap(), "*4\r\n$5\r\nV.SET\r\n$1\r\na\r\n$4\r\nname\r\n$3\r\nann\r\n");
         assert!(cmd(&l, &["a", "", ""]).unwrap_err().contains("no label"));
         assert!(cmd(&l, &["", "x", ""]).unwrap_err().contains("empty id"));
