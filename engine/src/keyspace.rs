@@ -38,7 +38,7 @@ use crate::value::{FastHasher, Value, ENTRY_OVERHEAD};
 mod held;
 
 pub use held::SlotRead;
-use held::{Held, Registration};
+use held::{Held, HeldTables, Registration};
 
 /// Which slots a write locks.
 #[derive(Debug, Clone, Copy)]
@@ -303,7 +303,7 @@ impl Keyspace {
         if matches!(w.op, Op::FlushAll) && outer.is_none() {
             return self.flush_all(hooks);
         }
-        let mut slots: Vec<u16> = Vec::new();
+        let mut slots: SmallVec<[u16; 4]> = SmallVec::new();
         if matches!(scope, LockScope::All) || w.op.flushes_all() {
             slots.extend(0..SLOT_COUNT as u16);
         } else {
@@ -314,8 +314,8 @@ impl Keyspace {
             slots.sort_unstable();
             slots.dedup();
         }
-        let mut guards = Vec::new();
-        let mut tables = Vec::with_capacity(slots.len());
+        let mut guards: SmallVec<[_; 4]> = SmallVec::new();
+        let mut tables = HeldTables::with_capacity(slots.len());
         for s in slots {
             // SAFETY: a registered hold is valid while registered (held.rs).
             match outer.and_then(|h| unsafe { (*h).find(s) }) {

@@ -605,42 +605,4 @@ async fn model_against_real_redis() {
     node.stop().await;
 }
 
-/// A measurement, not a check: used_memory for one list of 1 million 10-byte elements on
-/// Prism and on redis-server, for text elements and for numeric ones (which a Redis
-/// listpack stores as integers). Run with `--ignored --nocapture`.
-#[tokio::test]
-#[ignore]
-async fn memory_of_a_million_element_list() {
-    let redis = RealRedis::start().await;
-    let node = TestNode::start().await;
-    let (mut p, mut r) = (node.raw().await, redis.raw().await);
-    let mut report = Vec::new();
-    for (kind, numeric) in [("text", false), ("numeric", true)] {
-        for (name, c) in [("prism", &mut p), ("redis", &mut r)] {
-            c.cmd(&["FLUSHALL"]).await;
-            let before = used_memory(c).await;
-            for batch in 0..1000 {
-                let items: Vec<String> = (0..1000)
-                    .map(|i| batch * 1000 + i)
-                    .map(|i| if numeric { format!("{}", 1_000_000_000 + i) } else { format!("e{i:09}") })
-                    .collect();
-                let mut args = vec!["RPUSH", "big"];
-                args.extend(items.iter().map(String::as_str));
-                c.cmd(&args).await;
-            }
-            assert_eq!(c.cmd(&["LLEN", "big"]).await, ":1000000\r\n");
-            let after = used_memory(c).await;
-            report.push(format!("{kind} {name}: used_memory {before} -> {after} (+{})", after - before));
-        }
-    }
-    report.iter().for_each(|l| println!("{l}"));
-    node.stop().await;
-}
 
-async fn used_memory(c: &mut RawClient) -> i64 {
-    let info = c.cmd(&["INFO", "memory"]).await;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory in INFO")
-}

@@ -33,8 +33,11 @@ use crate::slot::SLOT_COUNT;
 pub(crate) struct Held {
     keyspace: *const Keyspace,
     /// Sorted by slot; when every slot is held, the index is the slot.
-    tables: Vec<(u16, *mut SlotTable)>,
+    tables: HeldTables,
 }
+
+/// Most writes touch one or two slots: keep those inline, no allocation per write.
+pub(crate) type HeldTables = smallvec::SmallVec<[(u16, *mut SlotTable); 4]>;
 
 thread_local! {
     static HELD: Cell<*const Held> = const { Cell::new(ptr::null()) };
@@ -42,7 +45,7 @@ thread_local! {
 
 impl Held {
     /// `tables` must be sorted by slot, without duplicates.
-    pub(crate) fn new(keyspace: &Keyspace, tables: Vec<(u16, *mut SlotTable)>) -> Held {
+    pub(crate) fn new(keyspace: &Keyspace, tables: HeldTables) -> Held {
         Held { keyspace, tables }
     }
 
