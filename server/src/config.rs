@@ -83,6 +83,14 @@ pub struct Config {
     pub hz: u32,
     /// The file the config was read from, if any.
     pub config_file: Option<PathBuf>,
+    /// Commands that take at least this many microseconds go to the slow log; negative
+    /// disables it, 0 logs every command (Redis's `slowlog-log-slower-than`).
+    pub slowlog_log_slower_than: i64,
+    /// Most entries the slow log keeps.
+    pub slowlog_max_len: u64,
+    /// Commands that take at least this many milliseconds are latency-monitor samples;
+    /// 0 turns the monitor off.
+    pub latency_monitor_threshold: u64,
 }
 
 impl Default for Config {
@@ -101,6 +109,9 @@ impl Default for Config {
             loglevel: "notice".into(),
             hz: 10,
             config_file: None,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
         }
     }
 }
@@ -119,6 +130,9 @@ pub const KEYS: &[(&str, bool)] = &[
     ("timeout", true),
     ("loglevel", true),
     ("hz", true),
+    ("slowlog-log-slower-than", true),
+    ("slowlog-max-len", true),
+    ("latency-monitor-threshold", true),
 ];
 
 /// Read-only values some Redis tools ask for with CONFIG GET.
@@ -128,6 +142,15 @@ pub const COMPAT: &[(&str, &str)] = &[
     ("databases", "1"),
     ("cluster-enabled", "yes"),
     ("maxmemory-policy", "noeviction"),
+    // The thresholds OBJECT ENCODING reports encodings by (Redis 7.2's defaults).
+    ("hash-max-listpack-entries", "512"),
+    ("hash-max-listpack-value", "64"),
+    ("set-max-intset-entries", "512"),
+    ("set-max-listpack-entries", "128"),
+    ("set-max-listpack-value", "64"),
+    ("zset-max-listpack-entries", "128"),
+    ("zset-max-listpack-value", "64"),
+    ("list-max-listpack-size", "-2"),
 ];
 
 impl Config {
@@ -184,6 +207,17 @@ impl Config {
                 }
                 self.hz = hz;
             }
+            "slowlog-log-slower-than" => {
+                self.slowlog_log_slower_than =
+                    value.parse().map_err(|_| bad(k, format!("'{value}' is not a number of microseconds")))?
+            }
+            "slowlog-max-len" => {
+                self.slowlog_max_len = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?
+            }
+            "latency-monitor-threshold" => {
+                self.latency_monitor_threshold =
+                    value.parse().map_err(|_| bad(k, format!("'{value}' is not a number of milliseconds")))?
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -204,6 +238,9 @@ impl Config {
             "timeout" => self.timeout.to_string(),
             "loglevel" => self.loglevel.clone(),
             "hz" => self.hz.to_string(),
+            "slowlog-log-slower-than" => self.slowlog_log_slower_than.to_string(),
+            "slowlog-max-len" => self.slowlog_max_len.to_string(),
+            "latency-monitor-threshold" => self.latency_monitor_threshold.to_string(),
             _ => return None,
         })
     }

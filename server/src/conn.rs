@@ -68,6 +68,13 @@ pub struct ConnState {
     pub hits: u64,
     pub misses: u64,
     pub errors: u64,
+    /// Per-command figures of this batch (see `stats`).
+    /// When the previous command of this batch ended: the next command's start, so timing
+    /// a command costs one clock read. Cleared wherever the connection waits.
+    pub clock_mark: Option<std::time::Instant>,
+    pub cmd_stats: crate::stats::ConnStats,
+    /// CLIENT TRACKING is on (recorded only: no invalidation messages are sent).
+    pub tracking: bool,
 }
 
 pub async fn serve(
@@ -91,6 +98,9 @@ pub async fn serve(
         hits: 0,
         misses: 0,
         errors: 0,
+        cmd_stats: Default::default(),
+        clock_mark: None,
+        tracking: false,
     };
     let mut parser = RequestParser::new(node.limits.proto_max_bulk_len.load(Ordering::Relaxed), authenticated);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -98,6 +108,7 @@ pub async fn serve(
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
 
     'conn: loop {
+        state.clock_mark = None;
         // Run every complete request in the buffer.
         loop {
             match parser.next(&mut rbuf, &mut args) {
@@ -112,15 +123,17 @@ pub async fn serve(
                         {
                             break 'conn;
                         }
+                        state.clock_mark = None;
                     }
                     parser.set_authenticated(state.authenticated);
                     if state.close {
                         break;
                     }
-                    if out.buf.len() >= FLUSH_AT
-                        && !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, false).await
-                    {
-                        break 'conn;
+                    if out.buf.len() >= FLUSH_AT {
+                        if !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, false).await {
+                            break 'conn;
+                        }
+                        state.clock_mark = None;
                     }
                 }
                 Ok(false) => break,
@@ -232,6 +245,7 @@ async fn wait_unblocked(
     let mut open = true;
     loop {
         watch.reset();
+        state.clock_mark = None;
         cmd::execute(node, state, args, out);
         if state.blocked.take().is_none() {
             break;
@@ -309,6 +323,7 @@ pub fn write_message(out: &mut ReplyWriter, msg: &Message) {
 }
 
 fn publish_counts(node: &Node, state: &mut ConnState) {
+    node.cmd_stats.publish(&mut state.cmd_stats);
     let s = &node.stats;
     if state.commands > 0 {
         s.commands_processed.fetch_add(std::mem::take(&mut state.commands), Ordering::Relaxed);

@@ -14,6 +14,7 @@ pub mod node;
 pub mod pubsub;
 pub mod resp;
 pub mod server;
+pub mod stats;
 pub mod table;
 pub mod topology;
 

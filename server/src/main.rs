@@ -155,7 +155,10 @@ fn main() -> ExitCode {
             }
         };
         eprintln!("prism: serving on {} (pid {})", server.addr, std::process::id());
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = server.node.shutdown_requested.notified() => {}
+        }
         eprintln!("prism: shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS

@@ -68,11 +68,15 @@ pub struct Node {
     pub watches: KeyWatches,
     pub pubsub: Arc<PubSub>,
     pub stats: Stats,
+    /// Per-command statistics, the slow log and the latency monitor.
+    pub cmd_stats: crate::stats::CommandStats,
     pub started: Instant,
     /// Random per process start, as Redis's run_id.
     pub run_id: String,
     /// Random per process start, as Redis's master_replid (INFO replication).
     pub repl_id: String,
+    /// Fired by SHUTDOWN: whoever runs the node (the binary) stops it as on SIGTERM.
+    pub shutdown_requested: tokio::sync::Notify,
 }
 
 impl Node {
@@ -84,6 +88,7 @@ impl Node {
             timeout_secs: AtomicU64::new(config.timeout),
             output: RwLock::new(config.client_output_buffer_limit),
         };
+        let cmd_stats = crate::stats::CommandStats::new(&config);
         Node {
             keyspace: Keyspace::new(),
             clock,
@@ -95,9 +100,11 @@ impl Node {
             watches: KeyWatches::default(),
             pubsub: Arc::default(),
             stats: Stats::default(),
+            cmd_stats,
             started: Instant::now(),
             run_id: random_hex_id(),
             repl_id: random_hex_id(),
+            shutdown_requested: tokio::sync::Notify::new(),
         }
     }
 
@@ -142,6 +149,7 @@ impl Node {
         self.limits.proto_max_bulk_len.store(config.proto_max_bulk_len, Ordering::Relaxed);
         self.limits.timeout_secs.store(config.timeout, Ordering::Relaxed);
         *self.limits.output.write() = config.client_output_buffer_limit;
+        self.cmd_stats.configure(&config);
         *self.config.write() = config;
     }
 }

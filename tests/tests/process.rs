@@ -302,6 +302,20 @@ async fn sigterm_closes_clients_and_exits_zero() {
 }
 
 #[tokio::test]
+async fn shutdown_command_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut prism = Prism::start_on_free_port(&["--data-dir", path_str(&data)]);
+    let mut c = RawClient::connect(prism.addr).await;
+    assert_eq!(c.cmd(&["SHUTDOWN", "BOGUS"]).await, "-ERR syntax error\r\n");
+    assert_eq!(c.cmd(&["SHUTDOWN", "ABORT"]).await, "-ERR No shutdown in progress.\r\n");
+    c.send(&prism_tests::encode(&["SHUTDOWN", "NOSAVE"])).await;
+    assert!(c.closed().await, "SHUTDOWN closes the connection, as Redis does");
+    let status = wait_bounded(&mut prism.child).expect("prism exits after SHUTDOWN");
+    assert_eq!(status.code(), Some(0), "exit status {status}; stderr: {}", prism.stderr());
+}
+
+#[tokio::test]
 async fn requirepass_file_gates_every_command() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");

@@ -21,7 +21,7 @@ use prism_engine::list::{End, ListOp};
 use prism_engine::zset::ZSetOp;
 use prism_engine::{Op, Output};
 
-use super::{arg_f64, arg_i64, is, CmdError, CmdResult, Ctx};
+use super::{arg_f64, is, parse_mpop, CmdError, CmdResult, Ctx};
 use crate::conn::{Blocked, TimeoutReply};
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 
@@ -149,34 +149,10 @@ fn bzpopmax(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 
 /// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`.
 fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let parsed = (|| -> CmdResult<_> {
-        let deadline = parse_timeout(&args[1])?;
-        let numkeys = arg_i64(&args[2])?;
-        if numkeys < 1 {
-            return Err(CmdError::msg("ERR numkeys should be greater than 0"));
-        }
-        let where_index = (numkeys as u64).checked_add(3).filter(|&w| w < args.len() as u64).ok_or(CmdError::SYNTAX)?;
-        let where_index = where_index as usize;
-        let max = if is(&args[where_index], "MIN") {
-            false
-        } else if is(&args[where_index], "MAX") {
-            true
-        } else {
-            return Err(CmdError::SYNTAX);
-        };
-        let count = match &args[where_index + 1..] {
-            [] => 1,
-            [w, n] if is(w, "COUNT") => {
-                let n = arg_i64(n)?;
-                if n < 1 {
-                    return Err(CmdError::msg("ERR count should be greater than 0"));
-                }
-                n as usize
-            }
-            _ => return Err(CmdError::SYNTAX),
-        };
-        Ok((deadline, args[3..where_index].to_vec(), max, count))
-    })();
+    let parsed = parse_timeout(&args[1]).and_then(|deadline| {
+        let (keys, max, count) = parse_mpop(args, 2, super::zset::min_or_max)?;
+        Ok((deadline, keys.to_vec(), max, count))
+    });
     let (deadline, keys, max, count) = match parsed {
         Ok(p) => p,
         Err(e) => return ctx.out.error(&e.0),
@@ -260,28 +236,10 @@ fn brpoplpush(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 
 /// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`.
 fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let parsed = (|| -> CmdResult<_> {
-        let deadline = parse_timeout(&args[1])?;
-        let numkeys = arg_i64(&args[2])?;
-        if numkeys < 1 {
-            return Err(CmdError::msg("ERR numkeys should be greater than 0"));
-        }
-        let where_index = (numkeys as u64).checked_add(3).filter(|&w| w < args.len() as u64).ok_or(CmdError::SYNTAX)?;
-        let where_index = where_index as usize;
-        let end = end_of(&args[where_index])?;
-        let count = match &args[where_index + 1..] {
-            [] => 1,
-            [w, n] if is(w, "COUNT") => {
-                let n = arg_i64(n)?;
-                if n < 1 {
-                    return Err(CmdError::msg("ERR count should be greater than 0"));
-                }
-                n as usize
-            }
-            _ => return Err(CmdError::SYNTAX),
-        };
-        Ok((deadline, args[3..where_index].to_vec(), end, count))
-    })();
+    let parsed = parse_timeout(&args[1]).and_then(|deadline| {
+        let (keys, end, count) = parse_mpop(args, 2, end_of)?;
+        Ok((deadline, keys.to_vec(), end, count))
+    });
     let (deadline, keys, end, count) = match parsed {
         Ok(p) => p,
         Err(e) => return ctx.out.error(&e.0),

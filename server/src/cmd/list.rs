@@ -255,12 +255,6 @@ fn parse_end(arg: &[u8]) -> CmdResult<End> {
 }
 
 /// A count at least `min`, with Redis's message for anything else (unparsable included).
-fn arg_count(arg: &[u8], min: i64, msg: &'static str) -> CmdResult<usize> {
-    match prism_engine::num::parse_i64(arg) {
-        Some(n) if n >= min => usize::try_from(n).map_err(|_| CmdError::msg(msg)),
-        _ => Err(CmdError::msg(msg)),
-    }
-}
 
 fn push(args: &[Bytes], end: End, only_if_exists: bool) -> CmdResult<Op> {
     Ok(Op::Lists(ListOp::Push { key: args[1].clone(), end, elements: args[2..].to_vec(), only_if_exists }))
@@ -295,7 +289,7 @@ fn rpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End, name: &str) {
     let count = match args {
         [_, _] => None,
-        [_, _, c] => match arg_count(c, 0, "ERR value is out of range, must be positive") {
+        [_, _, c] => match super::arg_at_least(c, 0, "ERR value is out of range, must be positive") {
             Ok(n) => Some(n),
             Err(e) => return reply_error(ctx, e),
         },
@@ -398,21 +392,8 @@ fn lmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 fn parse_lmpop(args: &[Bytes]) -> CmdResult<ListOp> {
-    let numkeys = arg_count(&args[1], 1, "ERR numkeys should be greater than 0")?;
-    let end_at = numkeys.checked_add(2).filter(|&i| i < args.len()).ok_or(CmdError::SYNTAX)?;
-    let end = parse_end(&args[end_at])?;
-    let mut count = None;
-    let mut i = end_at + 1;
-    while i < args.len() {
-        match args.get(i + 1) {
-            Some(v) if count.is_none() && is(&args[i], "COUNT") => {
-                count = Some(arg_count(v, 1, "ERR count should be greater than 0")?);
-            }
-            _ => return Err(CmdError::SYNTAX),
-        }
-        i += 2;
-    }
-    Ok(ListOp::MPop { keys: args[2..end_at].to_vec(), end, count: count.unwrap_or(1) })
+    let (keys, end, count) = super::parse_mpop(args, 1, parse_end)?;
+    Ok(ListOp::MPop { keys: keys.to_vec(), end, count })
 }
 
 /// The options of LPOS, parsed before the key is looked up.
@@ -444,9 +425,9 @@ fn parse_lpos(args: &[Bytes]) -> CmdResult<PosQuery> {
                 ));
             }
         } else if is(&args[i], "COUNT") {
-            q.count = Some(arg_count(v, 0, "ERR COUNT can't be negative")?);
+            q.count = Some(super::arg_at_least(v, 0, "ERR COUNT can't be negative")?);
         } else if is(&args[i], "MAXLEN") {
-            q.maxlen = arg_count(v, 0, "ERR MAXLEN can't be negative")?;
+            q.maxlen = super::arg_at_least(v, 0, "ERR MAXLEN can't be negative")?;
         } else {
             return Err(CmdError::SYNTAX);
         }

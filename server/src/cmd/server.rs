@@ -165,6 +165,33 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         Handler::Direct(client_no_touch),
     ),
     spec(
+        "tracking",
+        -3,
+        CLIENT_FLAGS,
+        "Controls server-assisted client-side caching for the connection.",
+        "6.0.0",
+        "O(1). Some options may introduce additional complexity.",
+        Handler::Direct(super::introspect::client_tracking),
+    ),
+    spec(
+        "getredir",
+        2,
+        CLIENT_FLAGS,
+        "Returns the client ID to which the connection's tracking notifications are redirected.",
+        "6.0.0",
+        "O(1)",
+        Handler::Direct(super::introspect::client_getredir),
+    ),
+    spec(
+        "trackinginfo",
+        2,
+        CLIENT_FLAGS,
+        "Returns information about server-assisted client-side caching for the connection.",
+        "6.2.0",
+        "O(1)",
+        Handler::Direct(super::introspect::client_trackinginfo),
+    ),
+    spec(
         "help",
         2,
         LOADING | STALE,
@@ -203,6 +230,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Depends on subcommand.",
         Handler::Container(CLIENT_SUBCOMMANDS),
     ),
+    spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, "Synchronously saves the database(s) to disk and shuts down the Redis server.", "1.0.0", "O(N) when saving, where N is the total number of keys in all databases when saving data, otherwise O(1)", Handler::Direct(shutdown)),
     spec("time", 1, LOADING | STALE | FAST, "Returns the server time.", "2.6.0", "O(1)", Handler::Direct(time)),
     spec("dbsize", 1, READONLY | FAST, "Returns the number of keys in the database.", "1.0.0", "O(1)", Handler::Direct(dbsize)),
     spec(
@@ -256,20 +284,38 @@ fn error(ctx: &mut Ctx<'_>, msg: &str) {
 // ---- INFO -------------------------------------------------------------------------
 
 /// Sections in the order Redis prints them.
-const SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+/// Sections printed only by `INFO all`/`everything` or by name, as in Redis.
+const NOT_DEFAULT: &[&str] = &["commandstats"];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let mut wanted = [args.len() == 1; SECTIONS.len()];
+    let default: [bool; SECTIONS.len()] = std::array::from_fn(|i| !NOT_DEFAULT.contains(&SECTIONS[i]));
+    let mut wanted = if args.len() == 1 { default } else { [false; SECTIONS.len()] };
     for a in &args[1..] {
-        if is(a, "default") || is(a, "all") || is(a, "everything") {
+        if is(a, "all") || is(a, "everything") {
             wanted = [true; SECTIONS.len()];
+        } else if is(a, "default") {
+            wanted.iter_mut().zip(default).for_each(|(w, d)| *w |= d);
         } else if let Some(i) = SECTIONS.iter().position(|s| is(a, s)) {
             wanted[i] = true;
         }
-        // Sections Prism does not have (commandstats, errorstats, ...) add nothing, as
-        // an unknown section does in Redis.
+        // Sections Prism does not have (modules, latencystats, ...) add nothing, as an
+        // unknown section does in Redis.
     }
+    // This connection's command figures so far (not this INFO, which counts once it ran).
+    ctx.node.cmd_stats.publish(&mut ctx.conn.cmd_stats);
     let mut text = String::with_capacity(2048);
     for (i, name) in SECTIONS.iter().enumerate() {
         if !wanted[i] {
@@ -378,6 +424,8 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
                 field!("used_cpu_user", seconds_text(user_us));
             }
         }
+        "commandstats" => node.cmd_stats.info_commandstats(s),
+        "errorstats" => node.cmd_stats.info_errorstats(s),
         "cluster" => {
             s.push_str("# Cluster\r\n");
             field!("cluster_enabled", 1);
@@ -558,6 +606,7 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _: &[Bytes]) {
         counter.store(0, Ordering::Relaxed);
     }
     st.expired_keys_base.store(ctx.node.keyspace.stats().expired_removed, Ordering::Relaxed);
+    ctx.node.cmd_stats.reset(&mut ctx.conn.cmd_stats);
     // This connection's unpublished counts predate the reset too, except this command,
     // which Redis counts after it has run.
     let c = &mut *ctx.conn;
@@ -783,6 +832,30 @@ fn client_help(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 }
 
 // ---- TIME, DBSIZE, FLUSH, WAIT ----------------------------------------------------
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: stops the node as SIGTERM does. There is
+/// nothing to save (data is in memory until replication lands), so SAVE and NOSAVE are
+/// the same; ABORT has no shutdown in progress to abort. On success the client sees the
+/// connection close, as with Redis.
+fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let mut abort = false;
+    for a in &args[1..] {
+        if is(a, "ABORT") {
+            abort = true;
+        } else if !["NOSAVE", "SAVE", "NOW", "FORCE"].iter().any(|w| is(a, w)) {
+            return ctx.out.error(&CmdError::SYNTAX.0);
+        }
+    }
+    if abort {
+        if args.len() > 2 {
+            return ctx.out.error(&CmdError::SYNTAX.0);
+        }
+        return ctx.out.error("ERR No shutdown in progress.");
+    }
+    tracing::warn!(client = ctx.conn.handle.id, "SHUTDOWN requested by a client");
+    ctx.node.shutdown_requested.notify_one();
+    ctx.conn.close = true;
+}
 
 fn time(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     let now = ctx.now_ms();

@@ -16,6 +16,8 @@
 mod read;
 mod write;
 
+pub(crate) use write::min_or_max;
+
 use bytes::Bytes;
 use prism_engine::zset::ZSetValue;
 use prism_engine::{Entry, Value};

@@ -99,41 +99,21 @@ pub(super) fn zpopmax(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     pop_command(ctx, args, true);
 }
 
+/// MIN or MAX, as ZMPOP and BZMPOP take it: true for MAX.
+pub(crate) fn min_or_max(arg: &[u8]) -> CmdResult<bool> {
+    if is(arg, "MIN") {
+        Ok(false)
+    } else if is(arg, "MAX") {
+        Ok(true)
+    } else {
+        Err(CmdError::SYNTAX)
+    }
+}
+
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`.
 pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let parsed = (|| {
-        let numkeys = arg_i64(&args[1])?;
-        if numkeys < 1 {
-            return Err(CmdError::msg("ERR numkeys should be greater than 0"));
-        }
-        let where_index = (numkeys as u64).checked_add(2).filter(|&w| w < args.len() as u64);
-        let Some(where_index) = where_index.map(|w| w as usize) else {
-            return Err(CmdError::SYNTAX);
-        };
-        let max = if is(&args[where_index], "MIN") {
-            false
-        } else if is(&args[where_index], "MAX") {
-            true
-        } else {
-            return Err(CmdError::SYNTAX);
-        };
-        let mut count = None;
-        let mut j = where_index + 1;
-        while j < args.len() {
-            match args.get(j + 1) {
-                Some(v) if count.is_none() && is(&args[j], "COUNT") => {
-                    let n = arg_i64(v)?;
-                    if n < 1 {
-                        return Err(CmdError::msg("ERR count should be greater than 0"));
-                    }
-                    count = Some(n as usize);
-                }
-                _ => return Err(CmdError::SYNTAX),
-            }
-            j += 2;
-        }
-        Ok(ZSetOp::MPop { keys: args[2..where_index].to_vec(), max, count: count.unwrap_or(1) })
-    })();
+    let parsed = super::super::parse_mpop(args, 1, min_or_max)
+        .map(|(keys, max, count)| ZSetOp::MPop { keys: keys.to_vec(), max, count });
     let op = match parsed {
         Ok(op) => op,
         Err(e) => return reply_error(ctx, e),
