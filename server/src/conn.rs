@@ -118,8 +118,16 @@ pub async fn serve(
                         // Nothing after a blocked command runs until it is served (Redis
                         // keeps reading, and so do we, but executes no more).
                         if !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, true).await
-                            || !wait_unblocked(&node, &mut stream, &mut rbuf, &mut state, &args, &mut out, &mut shutdown)
-                                .await
+                            || !wait_unblocked(
+                                &node,
+                                &mut stream,
+                                &mut rbuf,
+                                &mut state,
+                                &args,
+                                &mut out,
+                                &mut shutdown,
+                            )
+                            .await
                         {
                             break 'conn;
                         }

@@ -604,5 +604,3 @@ async fn model_against_real_redis() {
     }
     node.stop().await;
 }
-
-

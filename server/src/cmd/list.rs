@@ -254,8 +254,6 @@ fn parse_end(arg: &[u8]) -> CmdResult<End> {
     }
 }
 
-/// A count at least `min`, with Redis's message for anything else (unparsable included).
-
 fn push(args: &[Bytes], end: End, only_if_exists: bool) -> CmdResult<Op> {
     Ok(Op::Lists(ListOp::Push { key: args[1].clone(), end, elements: args[2..].to_vec(), only_if_exists }))
 }

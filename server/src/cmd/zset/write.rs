@@ -112,8 +112,11 @@ pub(crate) fn min_or_max(arg: &[u8]) -> CmdResult<bool> {
 
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`.
 pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let parsed = super::super::parse_mpop(args, 1, min_or_max)
-        .map(|(keys, max, count)| ZSetOp::MPop { keys: keys.to_vec(), max, count });
+    let parsed = super::super::parse_mpop(args, 1, min_or_max).map(|(keys, max, count)| ZSetOp::MPop {
+        keys: keys.to_vec(),
+        max,
+        count,
+    });
     let op = match parsed {
         Ok(op) => op,
         Err(e) => return reply_error(ctx, e),
