@@ -278,6 +278,11 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
             Output::Ok
         }
         Op::Multi(ops) => Output::Array(ops.iter().map(|op| apply_op(set, op, now)).collect()),
+        Op::Copy { src, dst, replace } => crate::dump::apply_copy(set, src, dst, *replace, now),
+        Op::Restore { key, payload, expire_at, replace } => {
+            crate::dump::apply_restore(set, key, payload, *expire_at, *replace, now)
+        }
+        Op::SortStore { key, dst, spec } => crate::sort::apply_store(set, key, dst, spec, now),
         Op::Sets(op) => crate::set::apply(set, op, now),
         Op::SortedSets(op) => crate::zset::apply(set, op, now),
         Op::Lists(op) => crate::list::apply(set, op, now),

@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod clock;
+pub mod dump;
 pub mod glob;
 pub mod graph;
 pub mod keyspace;
@@ -15,6 +16,7 @@ pub mod num;
 pub mod op;
 pub mod set;
 pub mod slot;
+pub mod sort;
 pub mod value;
 pub mod zset;
 

@@ -155,6 +155,29 @@ pub enum Op {
     PurgeExpired {
         keys: Vec<Bytes>,
     },
+    /// COPY -> 1 if `dst` now holds a copy of `src` (TTL included), 0 if `src` is absent
+    /// or `dst` exists without `replace` (see `dump` for what a vertex copy holds).
+    Copy {
+        src: Bytes,
+        dst: Bytes,
+        replace: bool,
+    },
+    /// RESTORE -> OK. The payload travels as DUMP made it (compact in the log) and is
+    /// decoded and validated by apply: a bad one is an error that changes nothing.
+    /// `expire_at` is an absolute deadline in ms fixed by the handler (0: no TTL).
+    Restore {
+        key: Bytes,
+        payload: Bytes,
+        expire_at: u64,
+        replace: bool,
+    },
+    /// SORT ... STORE -> the length of the list stored at `dst` (deleted when empty).
+    /// Sorted inside apply, so it is atomic with other writes (see `sort`).
+    SortStore {
+        key: Bytes,
+        dst: Bytes,
+        spec: crate::sort::SortSpec,
+    },
     Sets(crate::set::SetOp),
     SortedSets(crate::zset::ZSetOp),
     Lists(crate::list::ListOp),
@@ -186,7 +209,7 @@ impl Op {
         match self {
             Op::Del { keys } | Op::PurgeExpired { keys } => keys.iter().for_each(|k| f(k)),
             Op::MSet { pairs, .. } => pairs.iter().for_each(|(k, _)| f(k)),
-            Op::Rename { src, dst, .. } => {
+            Op::Rename { src, dst, .. } | Op::Copy { src, dst, .. } | Op::SortStore { key: src, dst, .. } => {
                 f(src);
                 f(dst);
             }
@@ -199,6 +222,7 @@ impl Op {
             | Op::GetEx { key, .. }
             | Op::Expire { key, .. }
             | Op::Persist { key }
+            | Op::Restore { key, .. }
             | Op::HSet { key, .. }
             | Op::HDel { key, .. }
             | Op::HIncrBy { key, .. }
@@ -254,4 +278,16 @@ pub enum OpError {
     ScoreNan,
     #[error("ERR index out of range")]
     IndexOutOfRange,
+    /// RESTORE without REPLACE onto an existing key.
+    #[error("BUSYKEY Target key name already exists.")]
+    BusyKey,
+    /// RESTORE of a payload with a wrong magic, a newer version or a bad checksum.
+    #[error("ERR DUMP payload version or checksum are wrong")]
+    BadPayload,
+    /// RESTORE of a payload whose envelope is intact but whose body is not a valid value.
+    #[error("ERR Bad data format")]
+    BadDataFormat,
+    /// SORT of a value (or BY weight) that is not a number, without ALPHA.
+    #[error("ERR One or more scores can't be converted into double")]
+    NotDouble,
 }

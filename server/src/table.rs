@@ -243,6 +243,8 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::server::COMMANDS,
         cmd::command::COMMANDS,
         cmd::keys::COMMANDS,
+        cmd::migrate::COMMANDS,
+        cmd::sort::COMMANDS,
         cmd::string::COMMANDS,
         cmd::hash::COMMANDS,
         cmd::set::COMMANDS,
@@ -253,6 +255,7 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::graph::COMMANDS,
         cmd::blocking::COMMANDS,
         cmd::cluster::COMMANDS,
+        cmd::introspect::COMMANDS,
     ]
 }
 

@@ -12,12 +12,15 @@ pub mod command;
 pub mod connection;
 pub mod graph;
 pub mod hash;
+pub mod introspect;
 pub mod keys;
 pub mod list;
+pub mod migrate;
 pub mod multi;
 pub mod pubsub;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 
@@ -102,7 +105,10 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
     if !conn.authenticated && !spec.has(flag::NO_AUTH) {
         return reject(node, conn, out, args, CmdError::msg("NOAUTH Authentication required."));
     }
-    if conn.subscriber.is_some() && out.proto == crate::resp::Proto::Resp2 && !pubsub::allowed_while_subscribed(spec.name) {
+    if conn.subscriber.is_some()
+        && out.proto == crate::resp::Proto::Resp2
+        && !pubsub::allowed_while_subscribed(spec.name)
+    {
         let msg = format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
@@ -145,6 +151,7 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         multi::reset(node, conn);
     }
     conn.handle.touch(full_name);
+    let (started, mark) = (conn.clock_mark.take().unwrap_or_else(std::time::Instant::now), out.buf.len());
     let mut ctx = Ctx { node, conn, out };
     match spec.handler {
         Handler::Direct(f) => f(&mut ctx, args),
@@ -162,12 +169,14 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         // every command.
         Handler::Container(_) => command::all(&mut ctx),
     }
+    crate::stats::ran(node, ctx.conn, ctx.out, spec, args, mark, started);
 }
 
 /// A request refused before it ran. Inside MULTI this marks the transaction failed, and a
 /// refused EXEC aborts it (see `multi::rejected`).
 fn reject(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Bytes], e: CmdError) {
     let e = multi::rejected(node, conn, args, e);
+    crate::stats::rejected(conn, args, &e.0);
     fail(conn, out, e)
 }
 
@@ -266,6 +275,40 @@ pub fn arg_usize(arg: &[u8]) -> CmdResult<usize> {
 
 pub fn arg_f64(arg: &[u8]) -> CmdResult<f64> {
     prism_engine::num::parse_f64(arg).ok_or(CmdError::NOT_FLOAT)
+}
+
+/// An integer argument of at least `min`; anything else (not an integer included) is
+/// refused with `msg`, as Redis's `getRangeLongFromObjectOrReply`.
+pub fn arg_at_least(arg: &[u8], min: i64, msg: &'static str) -> CmdResult<usize> {
+    match prism_engine::num::parse_i64(arg) {
+        Some(n) if n >= min => usize::try_from(n).map_err(|_| CmdError::msg(msg)),
+        _ => Err(CmdError::msg(msg)),
+    }
+}
+
+/// The arguments LMPOP, ZMPOP, BLMPOP and BZMPOP share, from `args[numkeys_at]`:
+/// `numkeys key [key ...] <where> [COUNT count]`, checked in Redis's order and words.
+/// `side` parses `<where>` (LEFT|RIGHT or MIN|MAX). Returns the keys, the side and the count.
+pub fn parse_mpop<W>(
+    args: &[Bytes],
+    numkeys_at: usize,
+    side: impl Fn(&[u8]) -> CmdResult<W>,
+) -> CmdResult<(&[Bytes], W, usize)> {
+    let numkeys = arg_at_least(&args[numkeys_at], 1, "ERR numkeys should be greater than 0")?;
+    let where_at = numkeys.checked_add(numkeys_at + 1).filter(|&i| i < args.len()).ok_or(CmdError::SYNTAX)?;
+    let side = side(&args[where_at])?;
+    let mut count = None;
+    let mut i = where_at + 1;
+    while i < args.len() {
+        match args.get(i + 1) {
+            Some(v) if count.is_none() && is(&args[i], "COUNT") => {
+                count = Some(arg_at_least(v, 1, "ERR count should be greater than 0")?);
+            }
+            _ => return Err(CmdError::SYNTAX),
+        }
+        i += 2;
+    }
+    Ok((&args[numkeys_at + 1..where_at], side, count.unwrap_or(1)))
 }
 
 /// True when `arg` equals `word`, ignoring ASCII case.
