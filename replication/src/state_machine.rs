@@ -1,0 +1,245 @@
+//! The state machine of a shard group: committed entries applied to an engine
+//! [`Keyspace`], and snapshots of that keyspace.
+//!
+//! Invariants:
+//! - Entries apply strictly in log order, each entry's writes in batch order; the outputs
+//!   of an entry are its writes' outputs, same order (blank and membership entries: none).
+//! - `applied` and `membership` move with the keyspace: after `apply` or
+//!   `install_snapshot` returns, the keyspace holds exactly the effect of the log up to
+//!   `applied`.
+//! - The last snapshot built or installed is durable (see `snapshot_file`) before
+//!   `build_snapshot` or `install_snapshot` returns, and a restart loads it: restart =
+//!   last snapshot + log replay.
+//! - The keyspace is reached through an [`ArcSwap`] shared with the node's readers:
+//!   installing a snapshot decodes into a fresh keyspace off to the side and swaps it in at
+//!   once, so a reader sees the old state or the new one, never a mix.
+//!
+//! Snapshots and writes: openraft asks for a snapshot builder between two applies and
+//! builds the snapshot in a background task while applies go on. The builder therefore
+//! takes its consistent view when it is created: a clone of every entry, taken slot by
+//! slot under each slot's read lock. No apply runs meanwhile (applies and this copy are
+//! serialized on the state machine), so the copy is the state at `applied`; client reads
+//! go on, and writes wait only for the in-memory clone (measured: about 0.36 s for a
+//! million small strings, ~100 MB, in a dev build on a busy 2-core machine). Encoding, checksumming and the
+//! copy's memory are then the background task's. Next step: copy-on-write slot tables,
+//! so the pause is O(slots) instead of O(data).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use parking_lot::Mutex;
+use prism_engine::Keyspace;
+
+use crate::snapshot::{self, KeyspaceCopy};
+use crate::snapshot_file;
+use crate::types::{Entry, LogId, NodeId, Outputs, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// The last snapshot built or installed, kept to serve lagging replicas.
+#[derive(Debug, Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Bytes,
+}
+
+impl StoredSnapshot {
+    fn to_snapshot(&self) -> Snapshot {
+        Snapshot { meta: self.meta.clone(), snapshot: Box::new(std::io::Cursor::new(self.data.to_vec())) }
+    }
+}
+
+/// The current snapshot, in memory and on disk. A build and an install can finish in
+/// either order; the one covering less of the log never replaces the other.
+struct SnapshotStore {
+    dir: PathBuf,
+    /// Held across a whole replacement (file write included), so replacements are
+    /// serialized while `current` stays readable during the write.
+    saving: Mutex<()>,
+    current: Mutex<Option<StoredSnapshot>>,
+}
+
+impl SnapshotStore {
+    /// Makes `stored` current, on disk first (blocking I/O: call off the runtime).
+    fn replace(&self, stored: StoredSnapshot) -> io::Result<()> {
+        let _saving = self.saving.lock();
+        if self.current.lock().as_ref().is_some_and(|c| c.meta.last_log_id > stored.meta.last_log_id) {
+            return Ok(());
+        }
+        snapshot_file::save(&self.dir, &stored.meta, &stored.data)?;
+        *self.current.lock() = Some(stored);
+        Ok(())
+    }
+
+    async fn replace_async(self: &Arc<Self>, stored: StoredSnapshot) -> Result<(), StorageError> {
+        let signature = stored.meta.signature();
+        let store = self.clone();
+        let result = tokio::task::spawn_blocking(move || store.replace(stored)).await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageIOError::<NodeId>::write_snapshot(Some(signature), &e).into()),
+            Err(e) => Err(StorageIOError::<NodeId>::write_snapshot(Some(signature), &e).into()),
+        }
+    }
+}
+
+/// Applies a shard group's committed entries to its keyspace.
+pub struct KeyspaceStateMachine {
+    keyspace: Arc<ArcSwap<Keyspace>>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshots: Arc<SnapshotStore>,
+    /// Snapshots built by this state machine, to make snapshot ids unique.
+    built: u64,
+}
+
+impl KeyspaceStateMachine {
+    /// A state machine over `keyspace` (which must be empty), keeping its snapshot in
+    /// `snapshot_dir`. If a snapshot was saved there, it is loaded: the keyspace then holds
+    /// the log up to the snapshot's last log id, and openraft replays the rest.
+    pub fn open(snapshot_dir: &Path, keyspace: Arc<Keyspace>) -> Result<KeyspaceStateMachine, StorageError> {
+        let read_err = |e: &dyn std::fmt::Display| {
+            StorageError::from(StorageIOError::<NodeId>::read_snapshot(None, AnyError::error(e.to_string())))
+        };
+        std::fs::create_dir_all(snapshot_dir).map_err(|e| read_err(&e))?;
+        let mut sm = KeyspaceStateMachine {
+            keyspace: Arc::new(ArcSwap::new(keyspace)),
+            applied: None,
+            membership: StoredMembership::default(),
+            snapshots: Arc::new(SnapshotStore {
+                dir: snapshot_dir.to_path_buf(),
+                saving: Mutex::new(()),
+                current: Mutex::new(None),
+            }),
+            built: 0,
+        };
+        if let Some((meta, data)) = snapshot_file::load(snapshot_dir).map_err(|e| read_err(&e))? {
+            let keyspace = snapshot::decode(&data)
+                .map_err(|e| read_err(&format!("snapshot in {}: {e}", snapshot_dir.display())))?;
+            sm.keyspace.store(Arc::new(keyspace));
+            sm.applied = meta.last_log_id;
+            sm.membership = meta.last_membership.clone();
+            *sm.snapshots.current.lock() = Some(StoredSnapshot { meta, data });
+        }
+        Ok(sm)
+    }
+
+    /// The keyspace as readers must reach it: load it for each read (or batch of reads),
+    /// since installing a snapshot replaces it.
+    pub fn keyspace(&self) -> Arc<ArcSwap<Keyspace>> {
+        self.keyspace.clone()
+    }
+
+    /// The id of the last applied entry.
+    pub fn applied(&self) -> Option<LogId> {
+        self.applied
+    }
+}
+
+/// Builds one snapshot from the copy taken when it was created.
+pub struct KeyspaceSnapshotBuilder {
+    copy: Arc<KeyspaceCopy>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshot_id: String,
+    snapshots: Arc<SnapshotStore>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for KeyspaceSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: self.snapshot_id.clone(),
+        };
+        let copy = self.copy.clone();
+        let encoded = tokio::task::spawn_blocking(move || snapshot::encode(&copy))
+            .await
+            .map_err(|e| StorageIOError::<NodeId>::write_snapshot(Some(meta.signature()), &e))?;
+        let stored = StoredSnapshot { meta, data: Bytes::from(encoded) };
+        let snapshot = stored.to_snapshot();
+        // Durable before returning: openraft purges the log up to it afterwards.
+        self.snapshots.replace_async(stored).await?;
+        Ok(snapshot)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for KeyspaceStateMachine {
+    type SnapshotBuilder = KeyspaceSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outputs>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let keyspace = self.keyspace.load();
+        let mut replies = Vec::new();
+        for entry in entries {
+            let outputs = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => batch.iter().map(|w| keyspace.apply(w)).collect(),
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Vec::new()
+                }
+            };
+            self.applied = Some(entry.log_id);
+            replies.push(outputs);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.built += 1;
+        let snapshot_id = match self.applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.built),
+            None => format!("none-{}", self.built),
+        };
+        KeyspaceSnapshotBuilder {
+            copy: Arc::new(KeyspaceCopy::take(&self.keyspace.load())),
+            applied: self.applied,
+            membership: self.membership.clone(),
+            snapshot_id,
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = Bytes::from(snapshot.into_inner());
+        let bytes = data.clone();
+        let decoded = tokio::task::spawn_blocking(move || snapshot::decode(&bytes))
+            .await
+            .map_err(|e| StorageIOError::<NodeId>::read_snapshot(Some(meta.signature()), &e))?
+            .map_err(|e| {
+                StorageIOError::<NodeId>::read_snapshot(
+                    Some(meta.signature()),
+                    AnyError::error(format!("snapshot {} is corrupt: {e}", meta.snapshot_id)),
+                )
+            })?;
+        // On disk before the swap: once applied moves past the log, a restart needs it.
+        self.snapshots.replace_async(StoredSnapshot { meta: meta.clone(), data }).await?;
+        self.keyspace.store(Arc::new(decoded));
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.snapshots.current.lock().as_ref().map(StoredSnapshot::to_snapshot))
+    }
+}

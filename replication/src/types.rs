@@ -1,0 +1,71 @@
+//! The openraft type config of a Prism shard group: what a log entry carries and what
+//! applying it returns.
+//!
+//! A log entry's payload is a batch of engine [`Write`]s (the leader packs many client
+//! writes into one entry, so one fsync covers them all); applying it returns one
+//! [`Output`] per write, in order. Writes are already deterministic (time, deadlines and
+//! random choices fixed by the leader), so every replica that applies the same entries
+//! reaches the same keyspace.
+
+use std::fmt;
+use std::io::Cursor;
+
+use prism_engine::{Output, Write};
+use serde::{Deserialize, Serialize};
+
+/// A Raft node id: unique across the fleet.
+pub type NodeId = u64;
+
+/// A log entry's application payload: writes applied in order.
+pub type WriteBatch = Vec<Write>;
+
+/// What applying a [`WriteBatch`] returns: one output per write, same order. Empty for
+/// blank and membership entries.
+pub type Outputs = Vec<Output>;
+
+/// What the group knows about a member: where its peer port listens (the peer network,
+/// separate from the client port).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// `host:port` of the node's peer listener.
+    pub peer_addr: String,
+}
+
+impl PeerNode {
+    pub fn new(peer_addr: impl Into<String>) -> PeerNode {
+        PeerNode { peer_addr: peer_addr.into() }
+    }
+}
+
+impl fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.peer_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// The Raft types of one shard group.
+    pub TypeConfig:
+        D = WriteBatch,
+        R = Outputs,
+        NodeId = NodeId,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A log entry of a shard group.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A log id (term, leader, index) of a shard group.
+pub type LogId = openraft::LogId<NodeId>;
+/// The vote of a shard group member.
+pub type Vote = openraft::Vote<NodeId>;
+/// A storage error of a shard group.
+pub type StorageError = openraft::StorageError<NodeId>;
+/// Membership as stored with the log id that introduced it.
+pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
+/// A snapshot's metadata.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
+/// A snapshot: metadata and the serialized keyspace.
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
