@@ -91,6 +91,8 @@ pub struct Config {
     /// Commands that take at least this many milliseconds are latency-monitor samples;
     /// 0 turns the monitor off.
     pub latency_monitor_threshold: u64,
+    /// Worker threads serving connections; 0 means one per core.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -109,6 +111,7 @@ impl Default for Config {
             loglevel: "notice".into(),
             hz: 10,
             config_file: None,
+            threads: 0,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
@@ -130,6 +133,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("timeout", true),
     ("loglevel", true),
     ("hz", true),
+    ("threads", false),
     ("slowlog-log-slower-than", true),
     ("slowlog-max-len", true),
     ("latency-monitor-threshold", true),
@@ -218,6 +222,12 @@ impl Config {
                 self.latency_monitor_threshold =
                     value.parse().map_err(|_| bad(k, format!("'{value}' is not a number of milliseconds")))?
             }
+            "threads" => {
+                self.threads = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if self.threads > 1024 {
+                    return Err(bad(k, "at most 1024"));
+                }
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -238,6 +248,7 @@ impl Config {
             "timeout" => self.timeout.to_string(),
             "loglevel" => self.loglevel.clone(),
             "hz" => self.hz.to_string(),
+            "threads" => self.threads.to_string(),
             "slowlog-log-slower-than" => self.slowlog_log_slower_than.to_string(),
             "slowlog-max-len" => self.slowlog_max_len.to_string(),
             "latency-monitor-threshold" => self.latency_monitor_threshold.to_string(),

@@ -80,6 +80,9 @@ struct ServeArgs {
     /// Background task frequency per second.
     #[arg(long)]
     hz: Option<String>,
+    /// Worker threads serving connections (0: one per core).
+    #[arg(long)]
+    threads: Option<String>,
 }
 
 impl ServeArgs {
@@ -104,6 +107,7 @@ impl ServeArgs {
             ("timeout", self.timeout),
             ("loglevel", self.loglevel),
             ("hz", self.hz),
+            ("threads", self.threads),
         ];
         for (key, value) in flags {
             if let Some(v) = value {
@@ -139,7 +143,11 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        builder.worker_threads(config.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("prism: cannot start the runtime: {e}");
