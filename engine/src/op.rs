@@ -59,6 +59,11 @@ pub enum ExpireCond {
     XxLt,
 }
 
+/// A deterministic write.
+///
+/// The replication log stores ops with bincode, which numbers enum variants by position:
+/// add new variants (here and in the enums ops carry) at the end, never in between, and
+/// never reorder or remove one, or logs written before the change decode as other ops.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// DEL / UNLINK -> number of keys removed.
