@@ -55,8 +55,10 @@ impl ClientHandle {
         self.kill.notified().await
     }
 
-    pub fn touch(&self, cmd: &'static str) {
-        self.last_active_ms.store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// Records the command a client runs and when (`at`, a time the caller already read:
+    /// clock reads are not free on every machine).
+    pub fn touch(&self, cmd: &'static str, at: Instant) {
+        self.last_active_ms.store(at.saturating_duration_since(self.created).as_millis() as u64, Ordering::Relaxed);
         *self.last_cmd.lock() = cmd;
     }
 

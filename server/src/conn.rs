@@ -72,9 +72,20 @@ pub struct ConnState {
     /// When the previous command of this batch ended: the next command's start, so timing
     /// a command costs one clock read. Cleared wherever the connection waits.
     pub clock_mark: Option<std::time::Instant>,
+    /// The node time reads of this batch are judged at (0: not read yet). See `Ctx::now_ms`.
+    pub read_now: std::cell::Cell<u64>,
     pub cmd_stats: crate::stats::ConnStats,
     /// CLIENT TRACKING is on (recorded only: no invalidation messages are sent).
     pub tracking: bool,
+}
+
+impl ConnState {
+    /// The connection waited (for input, output or a key): the next command reads the
+    /// clocks afresh, so no wait is charged to a command and no read sees a stale time.
+    pub fn waited(&mut self) {
+        self.clock_mark = None;
+        self.read_now.set(0);
+    }
 }
 
 pub async fn serve(
@@ -100,6 +111,7 @@ pub async fn serve(
         errors: 0,
         cmd_stats: Default::default(),
         clock_mark: None,
+        read_now: std::cell::Cell::new(0),
         tracking: false,
     };
     let mut parser = RequestParser::new(node.limits.proto_max_bulk_len.load(Ordering::Relaxed), authenticated);
@@ -108,7 +120,7 @@ pub async fn serve(
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
 
     'conn: loop {
-        state.clock_mark = None;
+        state.waited();
         // Run every complete request in the buffer.
         loop {
             match parser.next(&mut rbuf, &mut args) {
@@ -131,7 +143,7 @@ pub async fn serve(
                         {
                             break 'conn;
                         }
-                        state.clock_mark = None;
+                        state.waited();
                     }
                     parser.set_authenticated(state.authenticated);
                     if state.close {
@@ -141,7 +153,7 @@ pub async fn serve(
                         if !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, false).await {
                             break 'conn;
                         }
-                        state.clock_mark = None;
+                        state.waited();
                     }
                 }
                 Ok(false) => break,
@@ -253,7 +265,7 @@ async fn wait_unblocked(
     let mut open = true;
     loop {
         watch.reset();
-        state.clock_mark = None;
+        state.waited();
         cmd::execute(node, state, args, out);
         if state.blocked.take().is_none() {
             break;

@@ -43,10 +43,18 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The time reads are judged at.
+    /// The time reads are judged at: read once per batch of pipelined commands (as Redis
+    /// caches its clock per event-loop pass) and again after the connection waited.
     #[inline]
     pub fn now_ms(&self) -> u64 {
-        self.node.now_ms()
+        match self.conn.read_now.get() {
+            0 => {
+                let now = self.node.now_ms();
+                self.conn.read_now.set(now);
+                now
+            }
+            now => now,
+        }
     }
 
     /// Applies a write now and renders its output. For handlers that must write as part
@@ -150,8 +158,8 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
     if matches!(spec.name, "reset" | "quit") {
         multi::reset(node, conn);
     }
-    conn.handle.touch(full_name);
     let (started, mark) = (conn.clock_mark.take().unwrap_or_else(std::time::Instant::now), out.buf.len());
+    conn.handle.touch(full_name, started);
     let mut ctx = Ctx { node, conn, out };
     match spec.handler {
         Handler::Direct(f) => f(&mut ctx, args),

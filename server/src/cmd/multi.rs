@@ -393,7 +393,7 @@ impl WriteHooks for ExecHooks<'_> {
 /// Runs a queued non-write command. A blocking command does not block inside a
 /// transaction: it answers as if its timeout had passed, as in Redis.
 fn run(ctx: &mut Ctx<'_>, q: &Queued) {
-    ctx.conn.handle.touch(q.name);
+    ctx.conn.handle.touch(q.name, std::time::Instant::now());
     match q.spec.handler {
         Handler::Direct(f) => f(ctx, &q.args),
         Handler::Container(_) => command::all(ctx),
