@@ -115,14 +115,25 @@ impl Node {
 
     /// Applies a write and returns its output. The only way state changes.
     pub fn write(&self, op: Op) -> Output {
-        self.write_hooked(op, LockScope::Op, &mut NoHooks).unwrap_or(Output::Nil)
+        self.write_at(op, self.now_ms())
+    }
+
+    /// [`Node::write`] stamped with a time the caller already read (a connection's
+    /// per-batch time): the leader chooses a write's time, so any recent reading will do,
+    /// and clock reads cost tens of nanoseconds on some machines.
+    pub fn write_at(&self, op: Op, now_ms: u64) -> Output {
+        self.write_hooked_at(op, now_ms, LockScope::Op, &mut NoHooks).unwrap_or(Output::Nil)
     }
 
     /// [`Node::write`] with `hooks` called while the write's slot tables (and those of
     /// `scope`) are locked: EXEC checks its WATCHed keys and runs its reads this way.
     /// `None` when `hooks.begin` refused the write.
     pub fn write_hooked(&self, op: Op, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
-        let w = Write { now_ms: self.now_ms(), op };
+        self.write_hooked_at(op, self.now_ms(), scope, hooks)
+    }
+
+    fn write_hooked_at(&self, op: Op, now_ms: u64, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
+        let w = Write { now_ms, op };
         let out = self.keyspace.apply_hooked(&w, scope, &mut TouchWatchers { node: self, inner: hooks });
         // A load first keeps the common case (no new peak) a read of a shared line.
         let used = self.keyspace.used_memory();

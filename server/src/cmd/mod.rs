@@ -165,7 +165,7 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         Handler::Direct(f) => f(&mut ctx, args),
         Handler::Write(f) => match f(&mut ctx, args) {
             Ok(op) => {
-                let result = node.write(op);
+                let result = node.write_at(op, ctx.now_ms());
                 if matches!(result, prism_engine::Output::Err(_)) {
                     ctx.conn.errors += 1;
                 }
