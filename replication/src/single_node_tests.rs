@@ -97,6 +97,8 @@ fn one_member_group_writes_snapshots_and_restarts() {
     let last = rt.block_on(async {
         let (raft, keyspace) = start(dir.path()).await;
         raft.initialize(BTreeMap::from([(1, PeerNode::new("127.0.0.1:1"))])).await.expect("initialize");
+        // Initializing starts an election; writes before it is won are refused (no leader yet).
+        raft.wait(WAIT).current_leader(1, "elected itself").await.expect("leader");
         let reply = raft.client_write(vec![set("a", "1"), set("b", "2")]).await.expect("write");
         assert_eq!(reply.data, vec![Output::Ok, Output::Ok]);
         let incr = Write { now_ms: 1, op: Op::IncrBy { key: Bytes::from_static(b"a"), delta: 41 } };
@@ -122,6 +124,7 @@ fn one_member_group_writes_snapshots_and_restarts() {
         assert_eq!(str_at(&ks, b"b"), Some(Value::Str(b"2".to_vec())));
         assert_eq!(str_at(&ks, b"c"), Some(Value::Str(b"3".to_vec())));
         // Still a working group: the restarted member elects itself and takes writes.
+        raft.wait(WAIT).current_leader(1, "elected itself after restart").await.expect("leader");
         let reply = raft.client_write(vec![set("d", "4")]).await.expect("write after restart");
         assert_eq!(reply.data, vec![Output::Ok]);
         raft.shutdown().await.expect("shutdown");
