@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 use prism_engine::keyspace::scan_positions;
-use prism_engine::{Entry, HashValue, Op, Output, Value};
+use prism_engine::{HashValue, Op, Output, Value};
 use rand::Rng;
 
 use super::keys::{parse_count, parse_cursor};
@@ -179,26 +179,16 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-fn reply_error(ctx: &mut Ctx<'_>, e: CmdError) {
-    ctx.conn.errors += 1;
-    ctx.out.error(&e.0);
-}
-
-/// Runs `f` on the hash under `key` (`None` if there is none) with the reply writer, under
-/// the slot's read lock. `f` writes the whole reply or returns an error having written
-/// nothing. A key of another type is WRONGTYPE. Counts the lookup as a hit or miss.
+/// Runs `f` on the hash under `key`, as [`Ctx::read_typed`].
 fn read_hash(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut ReplyWriter, Option<&HashValue>) -> CmdResult<()>) {
-    let now = ctx.now_ms();
-    let out = &mut *ctx.out;
-    let (found, result) = ctx.node.keyspace.get(key, now, |e| match e {
-        None => (false, f(out, None)),
-        Some(Entry { value: Value::Hash(h), .. }) => (true, f(out, Some(h))),
-        Some(_) => (true, Err(CmdError::WRONGTYPE)),
-    });
-    ctx.hit(found);
-    if let Err(e) = result {
-        reply_error(ctx, e);
-    }
+    ctx.read_typed(
+        key,
+        |v| match v {
+            Value::Hash(x) => Some(&**x),
+            _ => None,
+        },
+        f,
+    );
 }
 
 /// The field/value pairs of HSET and HMSET; an odd count is an arity error.
@@ -221,10 +211,10 @@ fn hsetnx(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
 fn hmset(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let op = match pairs(args, "hmset") {
         Ok(pairs) => Op::HSet { key: args[1].clone(), pairs, nx: false },
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     match ctx.node.write(op) {
-        Output::Err(e) => reply_error(ctx, CmdError::from(e)),
+        Output::Err(e) => ctx.fail(CmdError::from(e)),
         _ => ctx.out.ok(),
     }
 }
@@ -335,7 +325,7 @@ fn hstrlen(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let cursor = match parse_cursor(&args[2]) {
         Ok(c) => c,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_hash(ctx, &args[1], |out, h| {
         let Some(h) = h else {
@@ -411,7 +401,7 @@ fn hrandfield(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
     let request = match parse_random_count(args) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_hash(ctx, key, |out, h| {
         let Some(h) = h else {

@@ -232,11 +232,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 /// Writes an error reply and counts it, as the write path does for refused ops.
-fn reply_error(ctx: &mut Ctx<'_>, e: CmdError) {
-    ctx.conn.errors += 1;
-    ctx.out.error(&e.0);
-}
-
 fn del(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
     Ok(Op::Del { keys: args[1..].to_vec() })
 }
@@ -432,7 +427,7 @@ fn parse_scan(args: &[Bytes]) -> CmdResult<ScanArgs> {
 fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let s = match parse_scan(args) {
         Ok(s) => s,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     let now = ctx.now_ms();
     let mut found = Vec::new();

@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 use prism_engine::list::{Elem, End, ListOp, ListValue};
-use prism_engine::{Entry, Op, Output, Value};
+use prism_engine::{Op, Output, Value};
 
 use super::{arg_i64, is, CmdError, CmdResult, Ctx};
 use crate::resp::ReplyWriter;
@@ -212,35 +212,25 @@ fn bulk_elem(out: &mut ReplyWriter, e: Elem<'_>) {
     e.with_bytes(|b| out.bulk(b));
 }
 
-fn reply_error(ctx: &mut Ctx<'_>, e: CmdError) {
-    ctx.conn.errors += 1;
-    ctx.out.error(&e.0);
-}
-
 /// Applies `op` and renders its output; with `null_array`, a nil output is a null array.
 fn write_op(ctx: &mut Ctx<'_>, op: ListOp, null_array: bool) {
     match ctx.node.write(Op::Lists(op)) {
-        Output::Err(e) => reply_error(ctx, e.into()),
+        Output::Err(e) => ctx.fail(e.into()),
         Output::Nil if null_array => ctx.out.null_array(),
         out => ctx.out.output(&out),
     }
 }
 
-/// Runs `f` on the list under `key` (`None` if there is none) with the reply writer,
-/// under the slot's read lock. `f` writes the whole reply or returns an error having
-/// written nothing. A key of another type is WRONGTYPE. Counts the lookup.
+/// Runs `f` on the list under `key`, as [`Ctx::read_typed`].
 fn read_list(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut ReplyWriter, Option<&ListValue>) -> CmdResult<()>) {
-    let now = ctx.now_ms();
-    let out = &mut *ctx.out;
-    let (found, result) = ctx.node.keyspace.get(key, now, |e| match e {
-        None => (false, f(out, None)),
-        Some(Entry { value: Value::List(l), .. }) => (true, f(out, Some(l))),
-        Some(_) => (true, Err(CmdError::WRONGTYPE)),
-    });
-    ctx.hit(found);
-    if let Err(e) = result {
-        reply_error(ctx, e);
-    }
+    ctx.read_typed(
+        key,
+        |v| match v {
+            Value::List(x) => Some(&**x),
+            _ => None,
+        },
+        f,
+    );
 }
 
 /// `LEFT` / `RIGHT`.
@@ -289,9 +279,9 @@ fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End, name: &str) {
         [_, _] => None,
         [_, _, c] => match super::arg_at_least(c, 0, "ERR value is out of range, must be positive") {
             Ok(n) => Some(n),
-            Err(e) => return reply_error(ctx, e),
+            Err(e) => return ctx.fail(e),
         },
-        _ => return reply_error(ctx, CmdError::msg(format!("ERR wrong number of arguments for '{name}' command"))),
+        _ => return ctx.fail(CmdError::msg(format!("ERR wrong number of arguments for '{name}' command"))),
     };
     write_op(ctx, ListOp::Pop { key: args[1].clone(), end, count }, count.is_some());
 }
@@ -300,7 +290,7 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let range = arg_i64(&args[2]).and_then(|s| Ok((s, arg_i64(&args[3])?)));
     let (start, stop) = match range {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_list(ctx, &args[1], |out, l| {
         match l {
@@ -385,7 +375,7 @@ fn rpoplpush(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
 fn lmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     match parse_lmpop(args) {
         Ok(op) => write_op(ctx, op, true),
-        Err(e) => reply_error(ctx, e),
+        Err(e) => ctx.fail(e),
     }
 }
 
@@ -438,7 +428,7 @@ fn parse_lpos(args: &[Bytes]) -> CmdResult<PosQuery> {
 fn lpos(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let q = match parse_lpos(args) {
         Ok(q) => q,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     let element = &args[2];
     read_list(ctx, &args[1], |out, l| {

@@ -64,6 +64,36 @@ impl Ctx<'_> {
         self.out.output(&out);
     }
 
+    /// Replies an error and counts it for INFO.
+    pub fn fail(&mut self, e: CmdError) {
+        fail(self.conn, self.out, e);
+    }
+
+    /// Runs `f` on the value under `key` that `pick` accepts (`None` if there is no key),
+    /// with the reply writer, under the slot's read lock. `f` writes the whole reply or
+    /// returns an error having written nothing; a key that `pick` refuses is WRONGTYPE.
+    /// Counts the lookup as a hit or a miss.
+    pub fn read_typed<T: ?Sized>(
+        &mut self,
+        key: &[u8],
+        pick: impl for<'v> FnOnce(&'v prism_engine::Value) -> Option<&'v T>,
+        f: impl FnOnce(&mut ReplyWriter, Option<&T>) -> CmdResult<()>,
+    ) {
+        let now = self.now_ms();
+        let out = &mut *self.out;
+        let (found, result) = self.node.keyspace.get(key, now, |e| match e {
+            None => (false, f(out, None)),
+            Some(entry) => match pick(&entry.value) {
+                Some(v) => (true, f(out, Some(v))),
+                None => (true, Err(CmdError::WRONGTYPE)),
+            },
+        });
+        self.hit(found);
+        if let Err(e) = result {
+            self.fail(e);
+        }
+    }
+
     /// Counts a keyspace lookup for INFO's keyspace_hits / keyspace_misses.
     #[inline]
     pub fn hit(&mut self, found: bool) {

@@ -199,26 +199,16 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-fn reply_error(ctx: &mut Ctx<'_>, e: CmdError) {
-    ctx.conn.errors += 1;
-    ctx.out.error(&e.0);
-}
-
-/// Runs `f` on the set under `key` (`None` if there is none) with the reply writer, under
-/// the slot's read lock. `f` writes the whole reply or returns an error having written
-/// nothing. A key of another type is WRONGTYPE. Counts the lookup as a hit or miss.
+/// Runs `f` on the set under `key`, as [`Ctx::read_typed`].
 fn read_set(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut ReplyWriter, Option<&SetValue>) -> CmdResult<()>) {
-    let now = ctx.now_ms();
-    let out = &mut *ctx.out;
-    let (found, result) = ctx.node.keyspace.get(key, now, |e| match e {
-        None => (false, f(out, None)),
-        Some(Entry { value: Value::Set(s), .. }) => (true, f(out, Some(s))),
-        Some(_) => (true, Err(CmdError::WRONGTYPE)),
-    });
-    ctx.hit(found);
-    if let Err(e) = result {
-        reply_error(ctx, e);
-    }
+    ctx.read_typed(
+        key,
+        |v| match v {
+            Value::Set(x) => Some(&**x),
+            _ => None,
+        },
+        f,
+    );
 }
 
 /// Runs `f` on the sets under `keys` (in order; `None` for a missing key), all read under
@@ -248,7 +238,7 @@ fn read_sets(ctx: &mut Ctx<'_>, keys: &[Bytes], f: impl FnOnce(&mut ReplyWriter,
     ctx.conn.hits += hits as u64;
     ctx.conn.misses += misses as u64;
     if wrongtype {
-        reply_error(ctx, CmdError::WRONGTYPE);
+        ctx.fail(CmdError::WRONGTYPE);
     }
 }
 
@@ -288,13 +278,13 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         // Redis's getPositiveLong: one message for a non-integer and a negative count.
         3 => match parse_i64(&args[2]).and_then(|n| u64::try_from(n).ok()) {
             Some(n) => Some(n),
-            None => return reply_error(ctx, CmdError::msg("ERR value is out of range, must be positive")),
+            None => return ctx.fail(CmdError::msg("ERR value is out of range, must be positive")),
         },
-        _ => return reply_error(ctx, CmdError::SYNTAX),
+        _ => return ctx.fail(CmdError::SYNTAX),
     };
     let seed = rand::rng().random();
     match ctx.node.write(Op::Sets(SetOp::Pop { key: args[1].clone(), count, seed })) {
-        Output::Err(e) => reply_error(ctx, e.into()),
+        Output::Err(e) => ctx.fail(e.into()),
         Output::Array(items) => {
             ctx.out.set(items.len());
             items.iter().for_each(|i| ctx.out.output(i));
@@ -364,7 +354,7 @@ fn sdiff(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 fn sintercard(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     match parse_sintercard(args) {
         Ok((keys, limit)) => read_sets(ctx, keys, |out, sets| out.int(inter_card(sets, limit) as i64)),
-        Err(e) => reply_error(ctx, e),
+        Err(e) => ctx.fail(e),
     }
 }
 
@@ -408,9 +398,9 @@ fn srandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         }
         3 => match parse_random_count(&args[2]) {
             Ok(c) => c,
-            Err(e) => return reply_error(ctx, e),
+            Err(e) => return ctx.fail(e),
         },
-        _ => return reply_error(ctx, CmdError::SYNTAX),
+        _ => return ctx.fail(CmdError::SYNTAX),
     };
     read_set(ctx, key, |out, s| {
         let Some(s) = s else {
@@ -457,7 +447,7 @@ fn parse_random_count(arg: &[u8]) -> CmdResult<i64> {
 fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let cursor = match parse_cursor(&args[2]) {
         Ok(c) => c,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_set(ctx, &args[1], |out, s| {
         let Some(s) = s else {

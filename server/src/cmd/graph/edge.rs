@@ -16,7 +16,7 @@ use prism_engine::graph::{Dir, EdgeHalf, GraphOp};
 use prism_engine::num::parse_i64;
 use prism_engine::Op;
 
-use super::{op_err, pairs, read_vertex, reply_error};
+use super::{op_err, pairs, read_vertex};
 use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
 use crate::resp::ReplyWriter;
 
@@ -73,7 +73,7 @@ pub(super) fn e_get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         v.list(etype, Dir::Out).and_then(|l| l.get(dst)).map(|h| (h.rank, props_of(&h)))
     }) {
         Ok(f) => f.flatten(),
-        Err(e) => return reply_error(ctx, op_err(e)),
+        Err(e) => return ctx.fail(op_err(e)),
     };
     let found = found.filter(|_| mirror_ok(&ctx.node.keyspace, now, src, etype, Dir::Out, dst));
     ctx.hit(found.is_some());
@@ -101,9 +101,9 @@ pub(super) fn e_count(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         3 => Dir::Out,
         4 => match parse_dir(&args[3]) {
             Some(d) => d,
-            None => return reply_error(ctx, CmdError::SYNTAX),
+            None => return ctx.fail(CmdError::SYNTAX),
         },
-        _ => return reply_error(ctx, CmdError::SYNTAX),
+        _ => return ctx.fail(CmdError::SYNTAX),
     };
     let etype = &args[2];
     read_vertex(ctx, &args[1], |out, v| {
@@ -195,7 +195,7 @@ type Row = (Bytes, i64, Props);
 pub(super) fn e_range(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let r = match parse_range(args) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     let (vid, etype) = (&args[1], &args[2]);
     let now = ctx.now_ms();
@@ -224,7 +224,7 @@ pub(super) fn e_range(ctx: &mut Ctx<'_>, args: &[Bytes]) {
                 c
             }
             Ok(None) => (Vec::new(), false),
-            Err(e) => return reply_error(ctx, op_err(e)),
+            Err(e) => return ctx.fail(op_err(e)),
         };
         for (other, rank, props) in chunk {
             budget = budget.saturating_sub(1);

@@ -131,11 +131,6 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-pub(crate) fn reply_error(ctx: &mut Ctx<'_>, e: CmdError) {
-    ctx.conn.errors += 1;
-    ctx.out.error(&e.0);
-}
-
 /// Runs `f` on the vertex under `key` (`None` if absent) with the reply writer, under the
 /// slot's read lock. `f` writes the whole reply or returns an error having written
 /// nothing. Another type is WRONGTYPE. Counts the lookup as a hit or miss.
@@ -153,7 +148,7 @@ pub(crate) fn read_vertex(
     });
     ctx.hit(seen);
     if let Err(e) = result {
-        reply_error(ctx, e);
+        ctx.fail(e);
     }
 }
 
@@ -252,7 +247,7 @@ fn v_del(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             match with_vertex(&ctx.node.keyspace, vid, now, |v| (next_neighbours(v), v.total_degree())) {
                 Ok(Some(((n, last), degree))) => (n, last, degree),
                 Ok(None) => return ctx.out.int(0),
-                Err(e) => return reply_error(ctx, e.into()),
+                Err(e) => return ctx.fail(e.into()),
             };
         let left = rounds.get_or_insert(4 * (degree / DETACH_BATCH) + 16);
         *left -= 1;
@@ -263,7 +258,7 @@ fn v_del(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         };
         let done = matches!(op, GraphOp::DelVertex { .. });
         match ctx.node.write(Op::Graph(op)) {
-            Output::Err(e) => return reply_error(ctx, CmdError::from(e)),
+            Output::Err(e) => return ctx.fail(CmdError::from(e)),
             out if done => return ctx.out.output(&out),
             _ => {}
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use prism_engine::graph::traverse::{khop, shortest_path, Bounds, Cut, DirSel};
 
-use super::{op_err, reply_error};
+use super::op_err;
 use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
 use crate::resp::ReplyWriter;
 
@@ -106,12 +106,12 @@ pub(super) fn g_khop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     });
     let (k, bounds) = match parsed {
         Ok(p) => p,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     let now = ctx.now_ms();
     let result = match khop(&ctx.node.keyspace, now, &args[1], k, &bounds) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx, op_err(e)),
+        Err(e) => return ctx.fail(op_err(e)),
     };
     ctx.hit(result.is_some());
     let out = &mut *ctx.out;
@@ -131,12 +131,12 @@ pub(super) fn g_path(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let mut depth = DEFAULT_MAX_DEPTH;
     let bounds = match parse_bounds(&args[3..], Some(&mut depth)) {
         Ok(b) => b,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     let now = ctx.now_ms();
     let result = match shortest_path(&ctx.node.keyspace, now, &args[1], &args[2], depth, &bounds) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx, op_err(e)),
+        Err(e) => return ctx.fail(op_err(e)),
     };
     ctx.hit(result.is_some());
     let out = &mut *ctx.out;

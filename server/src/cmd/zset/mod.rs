@@ -85,26 +85,16 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("zscan", -3, READONLY, ONE_KEY, "Iterates over members and scores of a sorted set.", "2.8.0", "O(1) for every call. O(N) for a complete iteration.", Handler::Direct(read::zscan)),
 ];
 
-fn reply_error(ctx: &mut Ctx<'_>, e: CmdError) {
-    ctx.conn.errors += 1;
-    ctx.out.error(&e.0);
-}
-
-/// Runs `f` on the sorted set under `key` (`None` if there is none) with the reply
-/// writer, under the slot's read lock. `f` writes the whole reply or returns an error
-/// having written nothing. A key of another type is WRONGTYPE.
+/// Runs `f` on the zset under `key`, as [`Ctx::read_typed`].
 fn read_zset(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut ReplyWriter, Option<&ZSetValue>) -> CmdResult<()>) {
-    let now = ctx.now_ms();
-    let out = &mut *ctx.out;
-    let (found, result) = ctx.node.keyspace.get(key, now, |e| match e {
-        None => (false, f(out, None)),
-        Some(Entry { value: Value::ZSet(z), .. }) => (true, f(out, Some(z))),
-        Some(_) => (true, Err(CmdError::WRONGTYPE)),
-    });
-    ctx.hit(found);
-    if let Err(e) = result {
-        reply_error(ctx, e);
-    }
+    ctx.read_typed(
+        key,
+        |v| match v {
+            Value::ZSet(x) => Some(&**x),
+            _ => None,
+        },
+        f,
+    );
 }
 
 /// Writes members with or without scores: flat in RESP2, `[member, score]` pairs in RESP3.

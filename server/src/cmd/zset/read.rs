@@ -7,7 +7,7 @@ use prism_engine::zset::{combine, parse_lex_bound, parse_score_bound, Combine, R
 use prism_engine::{Entry, Value};
 use rand::Rng;
 
-use super::{parse_combination, read_zset, reply_error, write_members};
+use super::{parse_combination, read_zset, write_members};
 use crate::cmd::hash::MAX_RANDOM_REPEATS;
 use crate::cmd::keys::{parse_count, parse_cursor};
 use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
@@ -96,7 +96,7 @@ pub(super) fn parse_range(
 fn range_command(ctx: &mut Ctx<'_>, args: &[Bytes], kind: Kind, rev: Option<bool>) {
     let (range, withscores) = match parse_range(args, 1, kind, rev, false) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_zset(ctx, &args[1], |out, z| {
         let items: Vec<(&[u8], f64)> = z.map(|z| z.range(&range).collect()).unwrap_or_default();
@@ -164,7 +164,7 @@ pub(super) fn zcard(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 pub(super) fn zcount(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let by = match (parse_score_bound(&args[2]), parse_score_bound(&args[3])) {
         (Some(min), Some(max)) => RangeBy::Score { min, max },
-        _ => return reply_error(ctx, CmdError::msg(NOT_FLOAT)),
+        _ => return ctx.fail(CmdError::msg(NOT_FLOAT)),
     };
     read_zset(ctx, &args[1], |out, z| {
         out.int(z.map_or(0, |z| z.count(&by)) as i64);
@@ -175,7 +175,7 @@ pub(super) fn zcount(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 pub(super) fn zlexcount(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let by = match (parse_lex_bound(&args[2]), parse_lex_bound(&args[3])) {
         (Some(min), Some(max)) => RangeBy::Lex { min, max },
-        _ => return reply_error(ctx, CmdError::msg(NOT_LEX)),
+        _ => return ctx.fail(CmdError::msg(NOT_LEX)),
     };
     read_zset(ctx, &args[1], |out, z| {
         out.int(z.map_or(0, |z| z.count(&by)) as i64);
@@ -186,12 +186,12 @@ pub(super) fn zlexcount(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 fn rank_command(ctx: &mut Ctx<'_>, args: &[Bytes], rev: bool) {
     if args.len() > 4 {
         let name = super::text_lower(&args[0]);
-        return reply_error(ctx, CmdError::msg(format!("ERR wrong number of arguments for '{name}' command")));
+        return ctx.fail(CmdError::msg(format!("ERR wrong number of arguments for '{name}' command")));
     }
     let withscore = match args.get(3) {
         None => false,
         Some(a) if is(a, "WITHSCORE") => true,
-        Some(_) => return reply_error(ctx, CmdError::SYNTAX),
+        Some(_) => return ctx.fail(CmdError::SYNTAX),
     };
     let member = &args[2];
     read_zset(ctx, &args[1], |out, z| {
@@ -252,7 +252,7 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     })();
     let (count, withscores) = match parsed {
         Ok(p) => p,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_zset(ctx, &args[1], |out, z| {
         let Some(z) = z else {
@@ -281,7 +281,7 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 pub(super) fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let cursor = match parse_cursor(&args[2]) {
         Ok(c) => c,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     read_zset(ctx, &args[1], |out, z| {
         let Some(z) = z else {
@@ -329,7 +329,7 @@ pub(super) fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 fn combine_command(ctx: &mut Ctx<'_>, args: &[Bytes], kind: Combine) {
     let c = match parse_combination(ctx, args, 1, kind, false) {
         Ok(c) => c,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     let now = ctx.now_ms();
     let result = {
@@ -345,7 +345,7 @@ fn combine_command(ctx: &mut Ctx<'_>, args: &[Bytes], kind: Combine) {
             })
             .collect();
         let Some(sources) = sources.into_iter().collect::<Option<Vec<_>>>() else {
-            return reply_error(ctx, CmdError::WRONGTYPE);
+            return ctx.fail(CmdError::WRONGTYPE);
         };
         combine(kind, &c.weights, c.aggregate, sources.len(), |i, f| f(sources[i]))
     };

@@ -7,7 +7,7 @@ use prism_engine::zset::{parse_lex_bound, parse_score, parse_score_bound, AddFla
 use prism_engine::{Op, Output, Slot};
 
 use super::read::{parse_range, Kind};
-use super::{parse_combination, reply_error, write_popped};
+use super::{parse_combination, write_popped};
 use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
 
 fn zset_op(op: ZSetOp) -> CmdResult<Op> {
@@ -75,18 +75,18 @@ pub(super) fn zrem(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
 
 fn pop_command(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) {
     if args.len() > 3 {
-        return reply_error(ctx, CmdError::SYNTAX);
+        return ctx.fail(CmdError::SYNTAX);
     }
     // Redis's getPositiveLongFromObjectOrReply: one message for any bad count.
     let count = match args.get(2).map(|a| arg_i64(a).ok().and_then(|n| usize::try_from(n).ok())) {
         None => None,
         Some(Some(n)) => Some(n),
-        Some(None) => return reply_error(ctx, CmdError::msg("ERR value is out of range, must be positive")),
+        Some(None) => return ctx.fail(CmdError::msg("ERR value is out of range, must be positive")),
     };
     let op = ZSetOp::Pop { key: args[1].clone(), max, count: count.unwrap_or(1) };
     match ctx.node.write(Op::SortedSets(op)) {
         Output::Array(items) => write_popped(ctx.out, &items, count.is_some()),
-        Output::Err(e) => reply_error(ctx, e.into()),
+        Output::Err(e) => ctx.fail(e.into()),
         other => ctx.out.output(&other),
     }
 }
@@ -119,11 +119,11 @@ pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     });
     let op = match parsed {
         Ok(op) => op,
-        Err(e) => return reply_error(ctx, e),
+        Err(e) => return ctx.fail(e),
     };
     match ctx.node.write(Op::SortedSets(op)) {
         Output::Nil => ctx.out.null_array(),
-        Output::Err(e) => reply_error(ctx, e.into()),
+        Output::Err(e) => ctx.fail(e.into()),
         other => ctx.out.output(&other),
     }
 }
