@@ -20,7 +20,7 @@ use prism_engine::keyspace::scan_positions;
 use prism_engine::{HashValue, Op, Output, Value};
 use rand::Rng;
 
-use super::keys::{parse_count, parse_cursor};
+use super::keys::{empty_scan, parse_collection_scan, parse_cursor};
 use super::{arg_f64, arg_i64, is, CmdError, CmdResult, Ctx};
 use crate::resp::ReplyWriter;
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
@@ -32,7 +32,6 @@ const ONE_KEY: KeySpec = KeySpec::Range { first: 1, last: 1, step: 1 };
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
 /// Default `HSCAN` COUNT, as Redis.
-const SCAN_DEFAULT_COUNT: usize = 10;
 /// Most elements HRANDFIELD returns for a negative count.
 pub const MAX_RANDOM_REPEATS: u64 = 1 << 20;
 
@@ -329,31 +328,15 @@ fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     };
     read_hash(ctx, &args[1], |out, h| {
         let Some(h) = h else {
-            out.array(2);
-            out.bulk(b"0");
-            out.array(0);
+            empty_scan(out);
             return Ok(());
         };
-        let (mut pattern, mut count, mut novalues) = (None, SCAN_DEFAULT_COUNT, false);
-        let mut i = 3;
-        while i < args.len() {
-            let value = args.get(i + 1);
-            match value {
-                Some(v) if is(&args[i], "COUNT") => count = parse_count(v)?,
-                Some(v) if is(&args[i], "MATCH") => pattern = (&v[..] != b"*").then_some(v),
-                _ if is(&args[i], "NOVALUES") => {
-                    novalues = true;
-                    i += 1;
-                    continue;
-                }
-                _ => return Err(CmdError::SYNTAX),
-            }
-            i += 2;
-        }
+        let opts = parse_collection_scan(args, true)?;
+        let novalues = opts.novalues;
         let mut found: Vec<(&[u8], &[u8])> = Vec::new();
         let mut visit = |pos: usize| {
             if let Some((f, v)) = h.get_index(pos) {
-                if pattern.is_none_or(|p| prism_engine::glob::glob_match(p, f)) {
+                if opts.keeps(f) {
                     found.push((f, v));
                 }
             }
@@ -364,7 +347,7 @@ fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             (0..h.len()).for_each(&mut visit);
             0
         } else {
-            scan_positions(h.len(), cursor, count, visit)
+            scan_positions(h.len(), cursor, opts.count, visit)
         };
         out.array(2);
         out.bulk(itoa::Buffer::new().format(next).as_bytes());

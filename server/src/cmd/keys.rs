@@ -15,14 +15,15 @@ use prism_engine::{Entry, ExpireCond, Op, ValueKind};
 use rand::Rng;
 
 use super::{arg_i64, is, text, CmdError, CmdResult, Ctx};
+use crate::resp::ReplyWriter;
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 
 const ONE_KEY: KeySpec = KeySpec::Range { first: 1, last: 1, step: 1 };
 const TWO_KEYS: KeySpec = KeySpec::Range { first: 1, last: 2, step: 1 };
 const ALL_KEYS: KeySpec = KeySpec::Range { first: 1, last: -1, step: 1 };
 
-/// Default `SCAN` COUNT, as Redis.
-const SCAN_DEFAULT_COUNT: usize = 10;
+/// Default COUNT of SCAN, HSCAN, SSCAN and ZSCAN, as Redis.
+pub const SCAN_DEFAULT_COUNT: usize = 10;
 
 #[allow(clippy::too_many_arguments)]
 const fn spec(
@@ -393,6 +394,49 @@ pub fn parse_count(arg: &[u8]) -> CmdResult<usize> {
         return Err(CmdError::SYNTAX);
     }
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The options of HSCAN, SSCAN and ZSCAN: `[MATCH pattern] [COUNT count]` (and, where
+/// allowed, HSCAN's `[NOVALUES]`) after the key and cursor.
+pub struct CollectionScan<'a> {
+    /// `None` when every element matches (no MATCH, or MATCH `*`).
+    pub pattern: Option<&'a [u8]>,
+    pub count: usize,
+    pub novalues: bool,
+}
+
+impl CollectionScan<'_> {
+    /// True when `element` passes MATCH.
+    pub fn keeps(&self, element: &[u8]) -> bool {
+        self.pattern.is_none_or(|p| glob_match(p, element))
+    }
+}
+
+/// Parses the options of a collection scan from `args[3..]`.
+pub fn parse_collection_scan(args: &[Bytes], allow_novalues: bool) -> CmdResult<CollectionScan<'_>> {
+    let mut scan = CollectionScan { pattern: None, count: SCAN_DEFAULT_COUNT, novalues: false };
+    let mut i = 3;
+    while i < args.len() {
+        match args.get(i + 1) {
+            Some(v) if is(&args[i], "COUNT") => scan.count = parse_count(v)?,
+            Some(v) if is(&args[i], "MATCH") => scan.pattern = (&v[..] != b"*").then_some(&v[..]),
+            _ if allow_novalues && is(&args[i], "NOVALUES") => {
+                scan.novalues = true;
+                i += 1;
+                continue;
+            }
+            _ => return Err(CmdError::SYNTAX),
+        }
+        i += 2;
+    }
+    Ok(scan)
+}
+
+/// The reply to a collection scan of a missing key: cursor 0, nothing found.
+pub fn empty_scan(out: &mut ReplyWriter) {
+    out.array(2);
+    out.bulk(b"0");
+    out.array(0);
 }
 
 struct ScanArgs {

@@ -25,7 +25,7 @@ use prism_engine::{Entry, Op, Output, Value};
 use rand::Rng;
 
 use super::hash::MAX_RANDOM_REPEATS;
-use super::keys::{parse_count, parse_cursor};
+use super::keys::{empty_scan, parse_collection_scan, parse_cursor};
 use super::{arg_i64, is, CmdError, CmdResult, Ctx};
 use crate::resp::ReplyWriter;
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
@@ -40,8 +40,6 @@ const INTSET_MAX_ENTRIES: usize = 512;
 /// Redis 7.2's `set-max-listpack-entries` and `set-max-listpack-value` defaults.
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
-/// Default `SSCAN` COUNT, as Redis.
-const SCAN_DEFAULT_COUNT: usize = 10;
 
 const INTER: &str = "O(N*M) worst case where N is the cardinality of the smallest set and M is the number of sets.";
 const ALL_SETS: &str = "O(N) where N is the total number of elements in all given sets.";
@@ -451,25 +449,14 @@ fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     };
     read_set(ctx, &args[1], |out, s| {
         let Some(s) = s else {
-            out.array(2);
-            out.bulk(b"0");
-            out.array(0);
+            empty_scan(out);
             return Ok(());
         };
-        let (mut pattern, mut count) = (None, SCAN_DEFAULT_COUNT);
-        let mut i = 3;
-        while i < args.len() {
-            match args.get(i + 1) {
-                Some(v) if is(&args[i], "COUNT") => count = parse_count(v)?,
-                Some(v) if is(&args[i], "MATCH") => pattern = (&v[..] != b"*").then_some(v),
-                _ => return Err(CmdError::SYNTAX),
-            }
-            i += 2;
-        }
+        let opts = parse_collection_scan(args, false)?;
         let mut found: Vec<&[u8]> = Vec::new();
         let mut visit = |pos: usize| {
             if let Some(m) = s.get_index(pos) {
-                if pattern.is_none_or(|p| prism_engine::glob::glob_match(p, m)) {
+                if opts.keeps(m) {
                     found.push(m);
                 }
             }
@@ -478,7 +465,7 @@ fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             (0..s.len()).for_each(&mut visit);
             0
         } else {
-            scan_positions(s.len(), cursor, count, visit)
+            scan_positions(s.len(), cursor, opts.count, visit)
         };
         out.array(2);
         out.bulk(itoa::Buffer::new().format(next).as_bytes());

@@ -9,13 +9,12 @@ use rand::Rng;
 
 use super::{parse_combination, read_zset, write_members};
 use crate::cmd::hash::MAX_RANDOM_REPEATS;
-use crate::cmd::keys::{parse_count, parse_cursor};
+use crate::cmd::keys::{empty_scan, parse_collection_scan, parse_cursor};
 use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
 
 /// Redis's `zset-max-listpack-entries` / `-value` defaults: such sets scan in one call.
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
-const SCAN_DEFAULT_COUNT: usize = 10;
 
 const NOT_FLOAT: &str = "ERR min or max is not a float";
 const NOT_LEX: &str = "ERR min or max not valid string range item";
@@ -285,29 +284,18 @@ pub(super) fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     };
     read_zset(ctx, &args[1], |out, z| {
         let Some(z) = z else {
-            out.array(2);
-            out.bulk(b"0");
-            out.array(0);
+            empty_scan(out);
             return Ok(());
         };
-        let (mut pattern, mut count) = (None, SCAN_DEFAULT_COUNT);
-        let mut i = 3;
-        while i < args.len() {
-            match args.get(i + 1) {
-                Some(v) if is(&args[i], "COUNT") => count = parse_count(v)?,
-                Some(v) if is(&args[i], "MATCH") => pattern = (&v[..] != b"*").then_some(v),
-                _ => return Err(CmdError::SYNTAX),
-            }
-            i += 2;
-        }
-        let keep = |m: &[u8]| pattern.is_none_or(|p| prism_engine::glob::glob_match(p, m));
+        let opts = parse_collection_scan(args, false)?;
+        let keep = |m: &[u8]| opts.keeps(m);
         let mut found: Vec<(&[u8], f64)> = Vec::new();
         let small = z.len() <= LISTPACK_MAX_ENTRIES && z.iter().all(|(m, _)| m.len() <= LISTPACK_MAX_VALUE);
         let next = if small {
             found.extend(z.iter().filter(|(m, _)| keep(m)));
             0
         } else {
-            scan_positions(z.len(), cursor, count, |pos| {
+            scan_positions(z.len(), cursor, opts.count, |pos| {
                 if let Some((m, s)) = z.get_index(pos) {
                     if keep(m) {
                         found.push((m, s));
