@@ -333,39 +333,26 @@ fn write_info(out: &mut ReplyWriter, spec: &CommandSpec, full: &str) {
 /// map cannot be a set member), so it goes out as an array, which every client that
 /// reads Redis's set (redis-py turns sets into lists for this reason) reads the same.
 fn write_key_specs(out: &mut ReplyWriter, spec: &CommandSpec) {
-    if let KeySpec::Keynum { numkeys_index, first, step } = spec.keys {
-        // A count at `numkeys_index`, then the keys: Redis's "keynum" find-keys spec,
-        // whose positions are relative to the begin-search index.
-        out.array(1);
-        out.map(3);
-        out.bulk(b"flags");
-        write_simple_set(out, key_flags(spec));
-        out.bulk(b"begin_search");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"index");
-        out.bulk(b"spec");
-        out.map(1);
-        out.bulk(b"index");
-        out.int(numkeys_index as i64);
-        out.bulk(b"find_keys");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"keynum");
-        out.bulk(b"spec");
-        out.map(3);
-        out.bulk(b"keynumidx");
-        out.int(0);
-        out.bulk(b"firstkey");
-        out.int(first.saturating_sub(numkeys_index) as i64);
-        out.bulk(b"keystep");
-        out.int(step as i64);
-        return;
+    match spec.keys {
+        KeySpec::None => out.array(0),
+        KeySpec::Range { first, last, step } => {
+            let lastkey = if last < 0 { last as i64 } else { last as i64 - first as i64 };
+            let find = [("lastkey", lastkey), ("keystep", step as i64), ("limit", 0)];
+            write_key_spec(out, spec, first as i64, "range", &find);
+        }
+        // A count at `numkeys_index`, then the keys: Redis's "keynum" find-keys spec, whose
+        // positions are relative to the begin-search index.
+        KeySpec::Keynum { numkeys_index, first, step } => {
+            let find =
+                [("keynumidx", 0), ("firstkey", first.saturating_sub(numkeys_index) as i64), ("keystep", step as i64)];
+            write_key_spec(out, spec, numkeys_index as i64, "keynum", &find);
+        }
     }
-    let KeySpec::Range { first, last, step } = spec.keys else {
-        out.array(0);
-        return;
-    };
+}
+
+/// One key specification: an index begin-search at `index` and a find-keys of `kind`
+/// with the fields of `find`.
+fn write_key_spec(out: &mut ReplyWriter, spec: &CommandSpec, index: i64, kind: &str, find: &[(&str, i64)]) {
     out.array(1);
     out.map(3);
     out.bulk(b"flags");
@@ -377,19 +364,17 @@ fn write_key_specs(out: &mut ReplyWriter, spec: &CommandSpec) {
     out.bulk(b"spec");
     out.map(1);
     out.bulk(b"index");
-    out.int(first as i64);
+    out.int(index);
     out.bulk(b"find_keys");
     out.map(2);
     out.bulk(b"type");
-    out.bulk(b"range");
+    out.bulk(kind.as_bytes());
     out.bulk(b"spec");
-    out.map(3);
-    out.bulk(b"lastkey");
-    out.int(if last < 0 { last as i64 } else { last as i64 - first as i64 });
-    out.bulk(b"keystep");
-    out.int(step as i64);
-    out.bulk(b"limit");
-    out.int(0);
+    out.map(find.len());
+    for (name, value) in find {
+        out.bulk(name.as_bytes());
+        out.int(*value);
+    }
 }
 
 /// Key access flags, derived from the command's flags (the table keeps none per key).
