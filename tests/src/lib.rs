@@ -162,3 +162,29 @@ pub fn encode(args: &[&str]) -> Vec<u8> {
 pub fn bulk(s: &str) -> String {
     format!("${}\r\n{}\r\n", s.len(), s)
 }
+
+/// The `prism` binary the process tests run: `PRISM_BIN` when set (scripts/test sets it to
+/// the binary it just built), else the binary of this test's profile, built first so a
+/// stale one is never tested.
+pub fn prism_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PRISM_BIN") {
+            return std::path::PathBuf::from(path);
+        }
+        // target/<profile>/deps/process-<hash> -> target/<profile>/prism
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "prism-server", "--bin", "prism", "--profile", profile])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the prism binary failed");
+        profile_dir.join("prism")
+    })
+}

@@ -6,37 +6,14 @@
 //! The binary is found as tests/tests/process.rs finds it: `PRISM_BIN`, or built for this
 //! test's profile on first use.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use prism_tests::{bulk, TestNode};
+use prism_tests::{bulk, prism_bin, TestNode};
 
 /// Longest the loader may run on these few rows.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn prism_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("PRISM_BIN") {
-            return PathBuf::from(path);
-        }
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "prism-server", "--bin", "prism", "--profile", profile])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of the prism binary failed");
-        profile_dir.join("prism")
-    })
-}
 
 /// Runs `prism load` against `node` off the async runtime (the node serves meanwhile).
 async fn load(node: &TestNode, args: &[String]) -> (i32, String, String) {

@@ -13,39 +13,16 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prism_tests::{RawClient, REPLY_TIMEOUT};
+use prism_tests::{prism_bin, RawClient, REPLY_TIMEOUT};
 
 /// Longest a process may take to start serving or to exit.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn prism_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("PRISM_BIN") {
-            return PathBuf::from(path);
-        }
-        // target/<profile>/deps/process-<hash> -> target/<profile>/prism
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "prism-server", "--bin", "prism", "--profile", profile])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of the prism binary failed");
-        profile_dir.join("prism")
-    })
-}
 
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
