@@ -7,6 +7,7 @@
 //! fails the test instead of being read the way it was written.
 
 pub mod redis_server;
+pub mod rng;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

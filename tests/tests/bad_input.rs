@@ -13,6 +13,8 @@ use std::sync::{Mutex, Once};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use prism_tests::redis_server::seed;
+use prism_tests::rng::Rng;
 use prism_tests::{bulk, encode, RawClient, TestNode, REPLY_TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -103,36 +105,6 @@ async fn assert_protocol_error(node: &TestNode, payload: &[u8], error: &str) {
         "reply to {:?}",
         String::from_utf8_lossy(&payload[..payload.len().min(80)])
     );
-}
-
-/// SplitMix64: small, seedable, good enough to shake a parser.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
-fn seed() -> u64 {
-    let seed = match std::env::var("PRISM_SEED") {
-        Ok(s) => s.parse().expect("PRISM_SEED is a number"),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64,
-    };
-    println!("seed = {seed} (replay with PRISM_SEED={seed})");
-    seed
 }
 
 // ---- malformed RESP ------------------------------------------------------------------
@@ -279,8 +251,8 @@ fn assert_whole_frames(bytes: &[u8], seed: u64) -> usize {
 async fn a_megabyte_of_random_bytes() {
     let (node, mut witness) = start().await;
     let seed = seed();
-    let mut rng = Rng(seed);
-    let garbage: Vec<u8> = (0..1024 * 1024).map(|_| rng.next() as u8).collect();
+    let mut rng = Rng::new(seed);
+    let garbage: Vec<u8> = (0..1024 * 1024).map(|_| rng.next_u64() as u8).collect();
     let got = send_until_closed(&node, garbage).await;
     assert_whole_frames(&got, seed);
     assert_serving(&node, &mut witness, "random bytes").await;
@@ -328,7 +300,7 @@ fn protocol_flavoured_garbage(rng: &mut Rng, size: usize) -> Vec<u8> {
             }
             1 => out.extend(format!("{}{}\r\n", ["*", "$"][rng.below(2)], rng.pick(&words)).as_bytes()),
             2 => out.extend([b"\r\n".as_slice(), b"\"", b"'", b"\n", b"\r", b"\0"][rng.below(6)]),
-            _ => out.extend((0..rng.below(32)).map(|_| rng.next() as u8)),
+            _ => out.extend((0..rng.below(32)).map(|_| rng.next_u64() as u8)),
         }
     }
     out
@@ -338,7 +310,7 @@ fn protocol_flavoured_garbage(rng: &mut Rng, size: usize) -> Vec<u8> {
 async fn request_shaped_garbage() {
     let (node, mut witness) = start().await;
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut frames = 0;
     let started = Instant::now();
     // 64 connections of 16 KiB each: a protocol error ends a connection, so many short

@@ -6,6 +6,7 @@
 //! and a randomized command stream checked against a real redis-server.
 
 use prism_tests::redis_server::{same_reply, seed, RealRedis};
+use prism_tests::rng::Rng;
 use prism_tests::{bulk, RawClient, TestNode};
 
 const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
@@ -434,26 +435,9 @@ async fn edge_cases_match_redis() {
     node.stop().await;
 }
 
-/// A small deterministic generator for the model test (the tests crate has no rand).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (((z ^ (z >> 31)) as u128 * n as u128) >> 64) as usize
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len())]
-    }
-
-    /// A small index, negative half the time.
-    fn index(&mut self) -> String {
-        (self.below(14) as i64 - 7).to_string()
-    }
+/// A small list index, negative half the time.
+fn index(rng: &mut Rng) -> String {
+    (rng.below(14) as i64 - 7).to_string()
 }
 
 /// The same random stream of list commands, over few keys and a small alphabet so they
@@ -463,7 +447,7 @@ impl Rng {
 #[tokio::test]
 async fn model_against_real_redis() {
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let redis = RealRedis::start().await;
     let node = TestNode::start().await;
     let (mut p2, mut r2) = (node.raw().await, redis.raw().await);
@@ -498,8 +482,8 @@ async fn model_against_real_redis() {
             7 => {
                 push("LRANGE");
                 push(key(&mut rng));
-                push(&rng.index());
-                push(&rng.index());
+                push(&index(&mut rng));
+                push(&index(&mut rng));
             }
             8 => {
                 push("LLEN");
@@ -508,12 +492,12 @@ async fn model_against_real_redis() {
             9 if rng.below(2) == 0 => {
                 push("LINDEX");
                 push(key(&mut rng));
-                push(&rng.index());
+                push(&index(&mut rng));
             }
             9 => {
                 push("LSET");
                 push(key(&mut rng));
-                push(&rng.index());
+                push(&index(&mut rng));
                 push(rng.pick(elements));
             }
             10 => {

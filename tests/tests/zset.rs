@@ -4,6 +4,7 @@
 //! randomized model run against redis-server over few keys and a small alphabet.
 
 use prism_tests::redis_server::{same_reply, seed, RealRedis};
+use prism_tests::rng::Rng;
 use prism_tests::{bulk, RawClient, TestNode};
 
 const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
@@ -407,7 +408,7 @@ async fn wrongtype_everywhere() {
 #[tokio::test]
 async fn randomized_model_against_redis() {
     let seed = seed();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     let node = TestNode::start().await;
     let redis = RealRedis::start().await;
     let (mut p, mut r) = (node.raw().await, redis.raw().await);
@@ -537,17 +538,4 @@ async fn randomized_model_against_redis() {
         }
     }
     node.stop().await;
-}
-
-/// SplitMix64, so a seed replays the same command stream.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
 }
