@@ -155,6 +155,15 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Registered before the node serves: a signal that arrives while it starts waits
+        // for `stop_requested` instead of killing the process with the default action.
+        let mut signals = match StopSignals::register() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("prism: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match prism_server::start(config, Arc::new(SystemClock)).await {
             Ok(s) => s,
             Err(e) => {
@@ -164,7 +173,7 @@ fn main() -> ExitCode {
         };
         eprintln!("prism: serving on {} (pid {})", server.addr, std::process::id());
         tokio::select! {
-            _ = wait_for_signal() => {}
+            _ = signals.stop_requested() => {}
             _ = server.node.shutdown_requested.notified() => {}
         }
         eprintln!("prism: shutting down");
@@ -173,21 +182,33 @@ fn main() -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, both of which stop the node cleanly.
+struct StopSignals {
     #[cfg(unix)]
-    {
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn register() -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        Ok(StopSignals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
     }
+
     #[cfg(not(unix))]
-    {
+    fn register() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {})
+    }
+
+    async fn stop_requested(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
