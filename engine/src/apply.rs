@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use crate::compact::CompactBytes;
 use crate::keyspace::{Entry, WriteSet};
 use crate::num::{format_f64, parse_f64, parse_i64};
 use crate::op::{Exists, ExpireCond, Op, OpError, Output, TtlChange};
@@ -48,7 +49,7 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
                     TtlChange::Keep => cur.as_ref().map_or(0, |e| e.expire_at),
                     TtlChange::At(t) => *t,
                 };
-                *cur = Some(Entry { value: Value::Str(value.to_vec()), expire_at });
+                *cur = Some(Entry { value: Value::Str(CompactBytes::new(value)), expire_at });
             }
             match (get, blocked) {
                 (true, _) => old,
@@ -61,7 +62,7 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
                 return Output::Int(0);
             }
             for (k, v) in pairs {
-                set.table(k).put(k, now, Entry::new(Value::Str(v.to_vec())));
+                set.table(k).put(k, now, Entry::new(Value::Str(CompactBytes::new(v))));
             }
             if *nx {
                 Output::Int(1)
@@ -81,7 +82,7 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
             let Some(new) = current.checked_add(*delta) else {
                 return Output::Err(OpError::Overflow);
             };
-            store_str(cur, itoa::Buffer::new().format(new).as_bytes().to_vec());
+            store_str(cur, CompactBytes::new(itoa::Buffer::new().format(new).as_bytes()));
             Output::Int(new)
         }),
         Op::IncrByFloat { key, delta } => set.table(key).modify(key, now, |cur| {
@@ -98,19 +99,20 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
                 return Output::Err(OpError::NanOrInfinity);
             }
             let text = format_f64(new);
-            store_str(cur, text.clone().into_bytes());
+            store_str(cur, CompactBytes::new(text.as_bytes()));
             Output::Bulk(Bytes::from(text))
         }),
         Op::Append { key, value } => set.table(key).modify(key, now, |cur| match cur {
             None => {
-                *cur = Some(Entry::new(Value::Str(value.to_vec())));
+                *cur = Some(Entry::new(Value::Str(CompactBytes::new(value))));
                 Output::Int(value.len() as i64)
             }
             Some(Entry { value: Value::Str(s), .. }) => {
                 if s.len() + value.len() > MAX_STRING_LEN {
                     return Output::Err(OpError::StringTooLong);
                 }
-                s.extend_from_slice(value);
+                // Keeps the grown Vec's spare room: repeated APPENDs are amortized O(1).
+                s.edit(|v| v.extend_from_slice(value));
                 Output::Int(s.len() as i64)
             }
             Some(_) => Output::Err(OpError::WrongType),
@@ -128,15 +130,16 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
                 return Output::Err(OpError::StringTooLong);
             }
             if cur.is_none() {
-                *cur = Some(Entry::new(Value::Str(Vec::new())));
+                *cur = Some(Entry::new(Value::Str(CompactBytes::default())));
             }
             let Some(Entry { value: Value::Str(s), .. }) = cur else {
                 return Output::Err(OpError::WrongType);
             };
-            if s.len() < offset + value.len() {
-                s.resize(offset + value.len(), 0);
+            let end = offset + value.len();
+            if s.len() < end {
+                s.edit(|v| v.resize(end, 0));
             }
-            s[*offset..offset + value.len()].copy_from_slice(value);
+            s[*offset..end].copy_from_slice(value);
             Output::Int(s.len() as i64)
         }),
         Op::GetDel { key } => set.table(key).modify(key, now, |cur| match cur.take() {
@@ -291,7 +294,7 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
 }
 
 /// Stores a new string value, keeping the entry's TTL (INCR and friends do).
-fn store_str(cur: &mut Option<Entry>, bytes: Vec<u8>) {
+fn store_str(cur: &mut Option<Entry>, bytes: CompactBytes) {
     match cur {
         Some(e) => e.value = Value::Str(bytes),
         None => *cur = Some(Entry::new(Value::Str(bytes))),

@@ -31,9 +31,10 @@ use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::apply;
+use crate::compact::{self, CompactBytes};
 use crate::op::{Op, Output, Write};
 use crate::slot::{Slot, SLOT_COUNT};
-use crate::value::{FastHasher, Value, ENTRY_OVERHEAD};
+use crate::value::{reserve_one, FastHasher, Value, ENTRY_OVERHEAD};
 
 mod held;
 
@@ -87,15 +88,18 @@ impl Entry {
         self.expire_at != 0 && self.expire_at <= now_ms
     }
 
-    fn mem(&self, key_len: usize) -> usize {
-        key_len + self.value.mem() + ENTRY_OVERHEAD
+    /// What INFO's used_memory charges for this entry under a key of `key_len` bytes
+    /// (MEMORY USAGE reports it). Keys are never edited, so a key of a given length always
+    /// holds the same heap bytes.
+    pub fn mem(&self, key_len: usize) -> usize {
+        compact::heap_bytes_for(key_len) + self.value.mem() + ENTRY_OVERHEAD
     }
 }
 
 /// The keys of one slot.
 #[derive(Debug, Default)]
 pub struct SlotTable {
-    map: IndexMap<Box<[u8]>, Entry, FastHasher>,
+    map: IndexMap<CompactBytes, Entry, FastHasher>,
     /// Entries with a deadline (expired or not).
     volatile: usize,
     /// Approximate bytes held by the entries.
@@ -153,7 +157,7 @@ impl SlotTable {
                 if e.expire_at != 0 {
                     self.volatile -= 1;
                 }
-                let taken = std::mem::replace(e, Entry::new(Value::Str(Vec::new())));
+                let taken = std::mem::replace(e, Entry::new(Value::Str(CompactBytes::default())));
                 if taken.is_expired(now_ms) {
                     expired = true;
                     None
@@ -177,7 +181,8 @@ impl SlotTable {
             }
             (None, Some(e)) => {
                 self.account_added(key.len(), &e);
-                self.map.insert(key.into(), e);
+                reserve_one(&mut self.map);
+                self.map.insert(CompactBytes::new(key), e);
             }
             (None, None) => {}
         }
@@ -266,6 +271,17 @@ impl Keyspace {
         ReadSet { guards: slots.into_iter().map(|s| (s, SlotRead::of(self, s))).collect() }
     }
 
+    /// Replaces every slot's contents with `other`'s, slot by slot under each slot's
+    /// write lock: a reader of one key sees the old value or the new one, never a mix.
+    /// (A Raft follower installing a snapshot: the node keeps one keyspace for its life.)
+    pub fn replace_with(&self, mut other: Keyspace) {
+        for (mine, theirs) in self.slots.iter().zip(other.slots.iter_mut()) {
+            std::mem::swap(&mut *mine.write(), theirs.get_mut());
+        }
+        self.mem.store(other.mem.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.keys.store(other.keys.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Approximate bytes held by all entries.
     pub fn used_memory(&self) -> u64 {
         self.mem.load(Ordering::Relaxed).max(0) as u64
@@ -303,6 +319,8 @@ impl Keyspace {
         if matches!(w.op, Op::FlushAll) && outer.is_none() {
             return self.flush_all(hooks);
         }
+        // Graph halves orphaned by this write are cleaned after its locks are released.
+        let cleanup = outer.is_none().then(crate::graph::Cleanup::begin);
         let mut slots: SmallVec<[u16; 4]> = SmallVec::new();
         if matches!(scope, LockScope::All) || w.op.flushes_all() {
             slots.extend(0..SLOT_COUNT as u16);
@@ -339,6 +357,9 @@ impl Keyspace {
         }
         drop(held);
         drop(guards);
+        if let Some(c) = cleanup {
+            c.finish(self, w);
+        }
         out
     }
 

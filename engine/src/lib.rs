@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod clock;
+pub mod compact;
 pub mod dump;
 pub mod glob;
 pub mod graph;
@@ -21,6 +22,7 @@ pub mod value;
 pub mod zset;
 
 pub use apply::MAX_STRING_LEN;
+pub use compact::CompactBytes;
 pub use keyspace::{Entry, Keyspace};
 pub use op::{Exists, ExpireCond, Op, OpError, Output, TtlChange, Write};
 pub use slot::{Slot, SLOT_COUNT};

@@ -286,6 +286,10 @@ pub enum OpError {
     /// RESTORE without REPLACE onto an existing key.
     #[error("BUSYKEY Target key name already exists.")]
     BusyKey,
+    /// A write that reached a replicated node's engine without going through its shard
+    /// group (a server bug; refused so members never diverge).
+    #[error("ERR internal error: write not replicated")]
+    NotReplicated,
     /// RESTORE of a payload with a wrong magic, a newer version or a bad checksum.
     #[error("ERR DUMP payload version or checksum are wrong")]
     BadPayload,

@@ -234,7 +234,7 @@ impl Lookup<'_> {
             return None;
         }
         match (self.table.get(&key, self.now), field) {
-            (Some(Entry { value: Value::Str(s), .. }), None) => Some(s.clone()),
+            (Some(Entry { value: Value::Str(s), .. }), None) => Some(s.to_vec()),
             (Some(Entry { value: Value::Hash(h), .. }), Some(f)) => h.get(f).map(<[u8]>::to_vec),
             _ => None,
         }

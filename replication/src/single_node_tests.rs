@@ -73,7 +73,7 @@ fn set(k: &str, v: &str) -> Write {
 }
 
 /// A started one-member group and the handle to its keyspace.
-async fn start(dir: &std::path::Path) -> (Raft<TypeConfig>, Arc<arc_swap::ArcSwap<Keyspace>>) {
+async fn start(dir: &std::path::Path) -> (Raft<TypeConfig>, Arc<Keyspace>) {
     let config =
         Config { heartbeat_interval: 50, election_timeout_min: 150, election_timeout_max: 300, ..Default::default() };
     let config = Arc::new(config.validate().expect("config"));
@@ -112,17 +112,17 @@ fn one_member_group_writes_snapshots_and_restarts() {
 
         // After the snapshot: only in the log.
         let reply = raft.client_write(vec![set("c", "3")]).await.expect("write");
-        assert_eq!(str_at(&keyspace.load(), b"a"), Some(Value::Str(b"42".to_vec())));
+        assert_eq!(str_at(&keyspace, b"a"), Some(Value::Str(b"42".into())));
         raft.shutdown().await.expect("shutdown");
         reply.log_id
     });
     rt.block_on(async {
         let (raft, keyspace) = start(dir.path()).await;
         raft.wait(WAIT).applied_index_at_least(Some(last.index), "replayed").await.expect("replay");
-        let ks = keyspace.load();
-        assert_eq!(str_at(&ks, b"a"), Some(Value::Str(b"42".to_vec())));
-        assert_eq!(str_at(&ks, b"b"), Some(Value::Str(b"2".to_vec())));
-        assert_eq!(str_at(&ks, b"c"), Some(Value::Str(b"3".to_vec())));
+        let ks = &*keyspace;
+        assert_eq!(str_at(ks, b"a"), Some(Value::Str(b"42".into())));
+        assert_eq!(str_at(ks, b"b"), Some(Value::Str(b"2".into())));
+        assert_eq!(str_at(ks, b"c"), Some(Value::Str(b"3".into())));
         // Still a working group: the restarted member elects itself and takes writes.
         raft.wait(WAIT).current_leader(1, "elected itself after restart").await.expect("leader");
         let reply = raft.client_write(vec![set("d", "4")]).await.expect("write after restart");

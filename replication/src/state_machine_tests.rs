@@ -112,11 +112,8 @@ fn applies_in_order_and_returns_outputs() {
         let (applied, membership) = sm.applied_state().await.expect("state");
         assert_eq!(applied, Some(log_id(1, 0, 4)));
         assert_eq!(membership, StoredMembership::new(Some(log_id(1, 0, 1)), members));
-        let ks = sm.keyspace().load_full();
-        assert_eq!(
-            ks.get(b"k", 1_000, |e| e.cloned()).map(|e| e.value),
-            Some(prism_engine::Value::Str(b"6x".to_vec()))
-        );
+        let ks = sm.keyspace();
+        assert_eq!(ks.get(b"k", 1_000, |e| e.cloned()).map(|e| e.value), Some(prism_engine::Value::Str(b"6x".into())));
     });
 }
 
@@ -139,7 +136,7 @@ fn snapshot_round_trip_every_kind() {
         *data = *snap.snapshot;
         follower.install_snapshot(&snap.meta, data).await.expect("install");
 
-        let (src, dst) = (leader.keyspace().load_full(), handle.load_full());
+        let (src, dst) = (leader.keyspace(), handle.clone());
         assert_eq!(contents(&src), contents(&dst));
         assert_eq!(contents(&src).len(), 8, "every kind present");
         assert_eq!(src.used_memory(), dst.used_memory());
@@ -164,7 +161,7 @@ fn snapshot_excludes_later_writes() {
         let snap = builder.build_snapshot().await.expect("build");
         assert_eq!(snap.meta.last_log_id, Some(log_id(1, 0, 1)));
         let ks = crate::snapshot::decode(&Bytes::from(snap.snapshot.into_inner())).expect("decode");
-        assert_eq!(contents(&ks), vec![(b"a".to_vec(), KeyEntry::new(prism_engine::Value::Str(b"1".to_vec())))]);
+        assert_eq!(contents(&ks), vec![(b"a".to_vec(), KeyEntry::new(prism_engine::Value::Str(b"1".into())))]);
     });
 }
 
@@ -196,7 +193,7 @@ fn corrupt_snapshot_is_refused() {
             let err = follower.install_snapshot(&meta, Box::new(Cursor::new(bytes))).await;
             assert!(err.is_err(), "corrupt snapshot installed");
             assert_eq!(follower.applied_state().await.expect("state").0, Some(log_id(1, 0, 1)));
-            assert_eq!(contents(&follower.keyspace().load()).len(), 1);
+            assert_eq!(contents(&follower.keyspace()).len(), 1);
         }
     });
 }
@@ -230,14 +227,14 @@ fn snapshot_survives_restart() {
         let snap = sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
         // Applied after the snapshot: not in it, replayed from the log after a restart.
         sm.apply([normal(2, vec![set("later", "x")])]).await.expect("apply");
-        (snap.meta, contents(&sm.keyspace().load()))
+        (snap.meta, contents(&sm.keyspace()))
     });
     rt().block_on(async {
         let mut sm = new_sm(&dir);
         let (applied, membership) = sm.applied_state().await.expect("state");
         assert_eq!(applied, Some(log_id(1, 0, 1)));
         assert_eq!(membership, meta.last_membership);
-        let after = contents(&sm.keyspace().load());
+        let after = contents(&sm.keyspace());
         assert_eq!(after, before.into_iter().filter(|(k, _)| k != b"later").collect::<Vec<_>>());
         assert_eq!(sm.get_current_snapshot().await.expect("current").map(|s| s.meta), Some(meta));
     });

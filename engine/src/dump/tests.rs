@@ -35,9 +35,9 @@ fn sample_values() -> Vec<Value> {
         big_hash.insert(format!("f{i}").as_bytes(), &vec![b'x'; i % 50]);
     }
     vec![
-        Value::Str(Vec::new()),
-        Value::Str(b"hello\x00\xff".to_vec()),
-        Value::Str(vec![7; 100_000]),
+        Value::Str(Vec::new().into()),
+        Value::Str(b"hello\x00\xff".to_vec().into()),
+        Value::Str(vec![7; 100_000].into()),
         Value::Hash(Box::new(hash(&[("a", "1"), ("", "")]))),
         Value::Hash(Box::new(big_hash)),
         Value::Set(Box::new(set)),
@@ -70,7 +70,7 @@ fn every_type_round_trips() {
 
 #[test]
 fn envelope_errors() {
-    let good = encode(&Value::Str(b"v".to_vec()));
+    let good = encode(&Value::Str(b"v".to_vec().into()));
     assert_eq!(decode(&[]), Err(DumpError::VersionOrChecksum));
     assert_eq!(decode(&good[..good.len() - 1]), Err(DumpError::VersionOrChecksum));
     let mut newer = good.clone();
@@ -128,7 +128,7 @@ fn random_damage_is_refused_or_valid() {
     println!("seed {seed} (replay with PRISM_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut small = vec![
-        Value::Str(b"abc".to_vec()),
+        Value::Str(b"abc".to_vec().into()),
         Value::Hash(Box::new(hash(&[("a", "1"), ("b", "22")]))),
         Value::Set(Box::new(SetValue::from_iter([&b"x"[..], b"yy", b"12"]))),
         Value::List(Box::new({
@@ -189,7 +189,7 @@ fn read(ks: &Keyspace, key: &str, now: u64) -> Option<Entry> {
 #[test]
 fn restore_checks_busy_key_payload_and_deadline() {
     let ks = Keyspace::new();
-    let payload = Bytes::from(encode(&Value::Str(b"v".to_vec())));
+    let payload = Bytes::from(encode(&Value::Str(b"v".to_vec().into())));
     let restore = |key: &str, payload: &Bytes, expire_at, replace| Op::Restore {
         key: Bytes::from(key.to_owned()),
         payload: payload.clone(),

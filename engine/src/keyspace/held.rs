@@ -151,7 +151,7 @@ mod tests {
 
     fn read(ks: &Keyspace, k: &str) -> Option<Vec<u8>> {
         ks.get(k.as_bytes(), 0, |e| match e.map(|e| &e.value) {
-            Some(Value::Str(s)) => Some(s.clone()),
+            Some(Value::Str(s)) => Some(s.to_vec()),
             _ => None,
         })
     }

@@ -1,5 +1,6 @@
 //! [`SetValue`]: the members of a set, insertion-ordered with swap-removal, and its O(1)
-//! memory figure.
+//! memory figure. Members are [`CompactBytes`]: a member of up to 23 bytes lives inside
+//! its table entry, with no allocation of its own.
 //!
 //! Invariants:
 //! - `heap` is always the sum of [`member_heap`] over the members, so [`SetValue::mem`]
@@ -10,26 +11,29 @@
 
 use indexmap::IndexSet;
 
+use crate::compact::{self, CompactBytes};
 use crate::value::FastHasher;
 
 /// Bytes one capacity slot of the index set costs: the entry (the cached hash and the
-/// boxed member's pointer and length, 24 bytes) plus the hash table's index (8 bytes) and
-/// control byte, both over the table's 7/8 load factor.
-const SLOT_BYTES: usize = 24 + 10;
+/// 24-byte member, 32 bytes) plus its share of the hash index (9 bytes a slot, 1.14 to
+/// 2.3 slots per entry as it fills), and allocator rounding. Calibrated against the
+/// release binary (mimalloc): a set of 1M 10-byte members (capacity 1,049,869) grows the
+/// process by 55-57 bytes per member once purged (docs/benchmarks.md), 53 per slot.
+const SLOT_BYTES: usize = 53;
 /// Below this capacity a set is never shrunk: small sets are not worth a rehash.
 const SHRINK_MIN_CAPACITY: usize = 64;
 
-/// Heap bytes of one member's own allocation: the allocator hands out 8-byte granules;
-/// an empty member allocates nothing.
+/// Heap bytes of one member's own allocation: none for a member kept inline, else its
+/// length in the allocator's 8-byte granules.
 #[inline]
 pub fn member_heap(len: usize) -> usize {
-    len.div_ceil(8) * 8
+    compact::heap_bytes_for(len)
 }
 
 /// A set of byte-string members.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SetValue {
-    members: IndexSet<Box<[u8]>, FastHasher>,
+    members: IndexSet<CompactBytes, FastHasher>,
     /// Sum of [`member_heap`] over the members.
     heap: usize,
 }
@@ -52,12 +56,16 @@ impl SetValue {
         if self.members.contains(member) {
             return false;
         }
-        self.insert_owned(member.into())
+        self.insert_owned(CompactBytes::new(member))
     }
 
     /// Adds an owned member (no copy); returns true if it is new.
-    pub fn insert_owned(&mut self, member: Box<[u8]>) -> bool {
+    pub fn insert_owned(&mut self, member: CompactBytes) -> bool {
         let len = member.len();
+        // As `value::reserve_one`: entries grow by half, not to the index's capacity.
+        if self.members.len() == self.members.capacity() {
+            self.members.reserve_exact((self.members.len() / 2).max(3));
+        }
         let added = self.members.insert(member);
         if added {
             self.heap += member_heap(len);
@@ -78,7 +86,7 @@ impl SetValue {
     }
 
     /// Removes and returns the member at a position (the last member takes its place).
-    pub fn swap_remove_index(&mut self, i: usize) -> Option<Box<[u8]>> {
+    pub fn swap_remove_index(&mut self, i: usize) -> Option<CompactBytes> {
         let m = self.members.swap_remove_index(i)?;
         self.heap -= member_heap(m.len());
         self.maybe_shrink();
@@ -108,7 +116,7 @@ impl SetValue {
     }
 
     /// Takes every member out, leaving the set empty.
-    pub fn drain(&mut self) -> impl Iterator<Item = Box<[u8]>> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = CompactBytes> + '_ {
         self.heap = 0;
         self.members.drain(..)
     }

@@ -187,7 +187,7 @@ pub(super) fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         }
     }
     let now = ctx.now_ms();
-    let usage = ctx.node.keyspace.get(&args[2], now, |e| e.map(|e| args[2].len() + e.value.mem() + ENTRY_OVERHEAD));
+    let usage = ctx.node.keyspace.get(&args[2], now, |e| e.map(|e| e.mem(args[2].len())));
     match usage {
         Some(n) => ctx.out.int(n as i64),
         None => ctx.out.null(),
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn string_encodings() {
-        let s = |v: &[u8]| encoding(&Value::Str(v.to_vec()));
+        let s = |v: &[u8]| encoding(&Value::Str(v.into()));
         assert_eq!(s(b"12345"), "int");
         assert_eq!(s(b"-9223372036854775808"), "int");
         assert_eq!(s(b"012"), "embstr");
