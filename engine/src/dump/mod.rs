@@ -160,7 +160,7 @@ pub fn decode(payload: &[u8]) -> Result<Value, DumpError> {
     let (tag, body) = verify(payload)?;
     let mut r = Reader::new(body);
     let value = match tag {
-        TAG_STRING => Value::Str(r.bytes()?.to_vec()),
+        TAG_STRING => Value::Str(r.bytes()?.into()),
         TAG_HASH => {
             let h = read_pairs(&mut r)?;
             if h.is_empty() {
@@ -288,7 +288,7 @@ fn read_vertex(r: &mut Reader<'_>) -> Parsed<Vertex> {
                 let rank = r.i64()?;
                 let props = read_pairs(r)?;
                 let props = (!props.is_empty()).then(|| Box::new(props));
-                let fresh = v.with_list(name, dir, |l| l.put(other, rank, Some(props)));
+                let fresh = v.with_list(name, dir, |l| l.put_restored(other, rank, Some(props)));
                 if !fresh {
                     return Err(Malformed);
                 }

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 
-use super::{Dir, EdgeHalf, GraphOp, Vertex};
+use super::vertex::Bound;
+use super::{Dir, EdgeHalf, GraphOp, HalfAt, Vertex};
 use crate::keyspace::{Entry, WriteSet};
 use crate::op::{OpError, Output};
 use crate::value::{HashValue, Value};
@@ -60,9 +61,80 @@ pub(crate) fn apply(set: &mut WriteSet<'_>, op: &GraphOp, now: u64) -> Output {
                 return Output::Err(OpError::WrongType);
             }
             detach(set, vid, neighbours, now);
+            // Halves added since the last batch go with the vertex to the cleanup.
             Output::Int(set.table(vid).take(vid, now).is_some() as i64)
         }
+        GraphOp::DropHalves { gone, halves } => Output::Int(drop_halves(set, gone, halves, now) as i64),
+        GraphOp::Bind { vid } => set.table(vid).modify(vid, now, |cur| match cur {
+            Some(Entry { value: Value::Vertex(v), .. }) => {
+                v.bind(vid);
+                let waiting = v.types().iter().any(|t| t.out.unconfirmed() + t.inn.unconfirmed() > 0);
+                Output::Int(waiting as i64)
+            }
+            _ => Output::Int(0),
+        }),
+        GraphOp::Confirm { vid, neighbours } => Output::Int(confirm(set, vid, neighbours, now) as i64),
     }
+}
+
+/// The halves of the vertex under `key` that point at `other` and satisfy `keep`:
+/// (type, dir) pairs.
+fn halves_to(
+    set: &mut WriteSet<'_>,
+    key: &[u8],
+    other: &[u8],
+    now: u64,
+    keep: impl Fn(bool) -> bool,
+) -> Vec<(Box<[u8]>, Dir)> {
+    match set.table(key).get(key, now) {
+        Some(Entry { value: Value::Vertex(v), .. }) => v
+            .types()
+            .iter()
+            .flat_map(|t| [Dir::Out, Dir::In].into_iter().map(move |d| (t, d)))
+            .filter(|(t, d)| t.list(*d).get(other).is_some_and(|h| keep(h.confirmed)))
+            .map(|(t, d)| (t.name.clone(), d))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// True if `key` is a vertex whose (etype, dir) list holds `other`.
+fn holds(set: &mut WriteSet<'_>, key: &[u8], etype: &[u8], dir: Dir, other: &[u8], now: u64) -> bool {
+    matches!(set.table(key).get(key, now),
+        Some(Entry { value: Value::Vertex(v), .. }) if v.list(etype, dir).is_some_and(|l| l.contains(other)))
+}
+
+fn drop_halves(set: &mut WriteSet<'_>, gone: &[u8], halves: &[HalfAt], now: u64) -> usize {
+    let mut removed = 0;
+    for h in halves {
+        // Re-created since, with the edge again: the half is valid.
+        if holds(set, gone, &h.etype, h.dir.opposite(), &h.holder, now) {
+            continue;
+        }
+        removed += remove_half(set, &h.holder, h.dir, &h.etype, gone, now) as usize;
+    }
+    removed
+}
+
+fn confirm(set: &mut WriteSet<'_>, vid: &[u8], neighbours: &[Bytes], now: u64) -> usize {
+    let mut confirmed = 0;
+    for n in neighbours {
+        for (etype, dir) in halves_to(set, vid, n, now, |c| !c) {
+            if !holds(set, n, &etype, dir.opposite(), vid, now) {
+                continue;
+            }
+            for (owner, d, other) in [(vid, dir, &n[..]), (&n[..], dir.opposite(), vid)] {
+                let done = set.table(owner).modify(owner, now, |cur| match cur {
+                    Some(Entry { value: Value::Vertex(v), .. }) => v.with_list(&etype, d, |l| l.confirm(other)),
+                    _ => false,
+                });
+                if owner == vid {
+                    confirmed += done as usize;
+                }
+            }
+        }
+    }
+    confirmed
 }
 
 /// The vertex under the key, created empty if absent, or WRONGTYPE.
@@ -83,7 +155,11 @@ fn is_vertex_or_absent(set: &mut WriteSet<'_>, key: &[u8], now: u64) -> bool {
 /// Inserts or updates a half, creating its owner. The caller checked the owner's type.
 fn put_half(set: &mut WriteSet<'_>, h: &EdgeHalf, rank: i64, props: Option<Option<Box<HashValue>>>, now: u64) -> bool {
     set.table(&h.owner).modify(&h.owner, now, |cur| match vertex_for_write(cur) {
-        Ok(v) => v.with_list(&h.etype, h.dir, |l| l.put(&h.other, rank, props)),
+        Ok(v) => {
+            // A vertex RENAMEd here in this same write gives up the halves of its old id first.
+            let _: Bound = v.bind(&h.owner);
+            v.with_list(&h.etype, h.dir, |l| l.put(&h.other, rank, props))
+        }
         Err(_) => false,
     })
 }
@@ -104,16 +180,7 @@ fn detach(set: &mut WriteSet<'_>, vid: &Bytes, neighbours: &[Bytes], now: u64) -
     let mut removed = 0;
     for n in neighbours {
         // (type, dir) of each half at vid pointing at n.
-        let halves: Vec<(Box<[u8]>, Dir)> = match set.table(vid).get(vid, now) {
-            Some(Entry { value: Value::Vertex(v), .. }) => v
-                .types()
-                .iter()
-                .flat_map(|t| [Dir::Out, Dir::In].into_iter().map(move |d| (t, d)))
-                .filter(|(t, d)| t.list(*d).contains(n))
-                .map(|(t, d)| (t.name.clone(), d))
-                .collect(),
-            _ => return removed,
-        };
+        let halves = halves_to(set, vid, n, now, |_| true);
         for (etype, dir) in &halves {
             removed += remove_half(set, vid, *dir, etype, n, now) as usize;
         }

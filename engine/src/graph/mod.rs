@@ -2,7 +2,8 @@
 //!
 //! Data model (see docs/graph.md):
 //! - A vertex is a key whose value is [`Vertex`]: an optional label, properties, and
-//!   adjacency lists per edge type and direction ([`vertex`], [`edges`]).
+//!   adjacency lists per edge type and direction ([`vertex`], [`edges`], packed as in
+//!   [`packed`]).
 //! - An edge (src, type, dst) with a rank is stored twice: an out-half in src's vertex and
 //!   an in-half in dst's vertex. [`GraphOp::AddEdge`] and [`GraphOp::DelEdge`] carry the
 //!   two halves as separate [`EdgeHalf`] parts, each applied to its own key, so a later
@@ -11,27 +12,30 @@
 //! - The default rank is the write's time in ms (fixed in the log entry), so lists are
 //!   newest first.
 //!
-//! A half is *valid* when its mirror exists: the out-half (t, dst) in src is valid iff dst
-//! is a vertex whose in-list of t holds src, and vice versa. Every writer keeps halves
-//! mirrored, but generic key commands (DEL, UNLINK, EXPIRE, RENAME) remove or move a
-//! vertex without touching its neighbours, and V.DEL of a huge vertex is split into
-//! bounded ops, so halves may dangle. Reads ([`traverse`] and the server's E.RANGE)
-//! therefore check the mirror of each half they return and skip dangling ones; this is
-//! exact even when a deleted id is re-created (the new vertex has no mirror halves).
-//! E.COUNT is the stored degree and counts dangling halves until they are removed.
-//!
-//! V.DEL never stalls the node: the server removes the vertex's edges in ops of at most
-//! [`DETACH_BATCH`] neighbours each ([`GraphOp::Detach`]), then removes the vertex with the
-//! last batch ([`GraphOp::DelVertex`]); other writes interleave between the ops.
+//! Halves are kept mirrored at write time, so reads return a vertex's halves as stored,
+//! without looking at the other end:
+//! - graph writes change both halves in one op;
+//! - a vertex that leaves its key by a generic path (DEL, UNLINK, expiry, SET / RESTORE /
+//!   RENAME over it, ...) hands its halves to the write's [`cleanup`], which removes the
+//!   other ends in bounded ops right after the write;
+//! - V.DEL never stalls the node: the server removes the vertex's edges in ops of at most
+//!   [`DETACH_BATCH`] neighbours each ([`GraphOp::Detach`]), then removes the vertex with
+//!   the last batch ([`GraphOp::DelVertex`]); other writes interleave between the ops;
+//! - RESTORE puts a vertex's halves back *unconfirmed*: invisible to reads until the
+//!   mirror exists (the other endpoint restored too), then confirmed by the cleanup pass.
+//!   E.COUNT is the stored degree and counts unconfirmed halves.
 
 pub mod apply;
+pub mod cleanup;
 pub mod edges;
+pub mod packed;
 pub mod traverse;
 pub mod vertex;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use cleanup::Cleanup;
 pub use edges::EdgeList;
 pub use vertex::{TypeLists, Vertex};
 
@@ -75,7 +79,16 @@ impl EdgeHalf {
     }
 }
 
-/// Deterministic writes on the graph.
+/// One half named by its holder, seen from a vertex that is gone: the half
+/// (`etype`, `dir`) held by `holder` that points at the gone id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HalfAt {
+    pub holder: Bytes,
+    pub etype: Bytes,
+    pub dir: Dir,
+}
+
+/// Deterministic writes on the graph. New variants go last (the log encodes positions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum GraphOp {
     /// V.SET: creates the vertex if missing, sets the label if given and the properties
@@ -93,6 +106,16 @@ pub enum GraphOp {
     /// The last step of V.DEL: a Detach of `neighbours`, then the vertex key is removed
     /// -> 1 if it was a vertex, 0 if absent.
     DelVertex { vid: Bytes, neighbours: Vec<Bytes> },
+    /// Cleanup after a vertex left key `gone` (see [`cleanup`]): removes each listed half
+    /// unless `gone` is again a vertex holding its mirror -> number removed.
+    DropHalves { gone: Bytes, halves: Vec<HalfAt> },
+    /// Binds the vertex under `vid` to its key after RESTORE / RENAME put it there (a
+    /// moved vertex's halves are handed to the cleanup) -> 1 if it holds unconfirmed
+    /// halves, else 0.
+    Bind { vid: Bytes },
+    /// Confirms the unconfirmed halves between `vid` and each listed neighbour whose
+    /// mirror exists, on both sides -> number confirmed at `vid`.
+    Confirm { vid: Bytes, neighbours: Vec<Bytes> },
 }
 
 impl GraphOp {
@@ -104,10 +127,17 @@ impl GraphOp {
                 f(&out.owner);
                 f(&inn.owner);
             }
-            GraphOp::Detach { vid, neighbours } | GraphOp::DelVertex { vid, neighbours } => {
+            GraphOp::Detach { vid, neighbours }
+            | GraphOp::DelVertex { vid, neighbours }
+            | GraphOp::Confirm { vid, neighbours } => {
                 f(vid);
                 neighbours.iter().for_each(|n| f(n));
             }
+            GraphOp::DropHalves { gone, halves } => {
+                f(gone);
+                halves.iter().for_each(|h| f(&h.holder));
+            }
+            GraphOp::Bind { vid } => f(vid),
         }
     }
 }

@@ -2,12 +2,12 @@
 //! path (bidirectional BFS).
 //!
 //! Invariants:
-//! - At most one slot read lock is held at a time: a vertex's candidate neighbours are
-//!   copied out under its slot's lock, then each candidate is checked under its own. A
-//!   traversal therefore never blocks a multi-slot write (which locks in slot order) into a
-//!   deadlock, and it sees a moving graph, not a snapshot (documented in docs/graph.md).
-//! - A neighbour is reached only through a valid half (its mirror exists, see the module
-//!   above), so dangling halves left by DEL / EXPIRE / RENAME are never followed.
+//! - At most one slot read lock is held at a time: a vertex's new neighbours are copied
+//!   out under its slot's lock. A traversal therefore never blocks a multi-slot write
+//!   (which locks in slot order) into a deadlock, and it sees a moving graph, not a
+//!   snapshot (documented in docs/graph.md).
+//! - Halves are followed as stored: writes keep them mirrored (see `cleanup`), so no
+//!   read looks at the other end. Unconfirmed (restored) halves are not followed.
 //! - Every traversal is bounded by visited vertices and by a deadline, and reports which
 //!   bound cut it short ([`Cut`]).
 
@@ -101,43 +101,45 @@ pub fn with_vertex<R>(ks: &Keyspace, key: &[u8], now: u64, f: impl FnOnce(&Verte
     })
 }
 
-/// True if `other` is a vertex holding the mirror of the half (etype, dir, other) held by
-/// `owner`: the in-half (etype, owner) for an out-half, and vice versa.
-pub fn mirror_ok(ks: &Keyspace, now: u64, owner: &[u8], etype: &[u8], dir: Dir, other: &[u8]) -> bool {
-    with_vertex(ks, other, now, |v| v.list(etype, dir.opposite()).is_some_and(|l| l.contains(owner)))
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
-
-/// Candidate halves out of `vid`: (neighbour, type, dir), at most `per_vertex`.
-fn candidates(ks: &Keyspace, now: u64, vid: &[u8], b: &Bounds, dir: DirSel) -> Vec<(Bytes, Bytes, Dir)> {
-    let mut out = Vec::new();
+/// Calls `visit` with each neighbour reachable from `vid` in one step (confirmed halves
+/// only, at most `per_vertex`), under `vid`'s slot read lock. `visit` returns false to
+/// stop early.
+fn neighbours(ks: &Keyspace, now: u64, vid: &[u8], b: &Bounds, dir: DirSel, mut visit: impl FnMut(&[u8]) -> bool) {
     let _ = with_vertex(ks, vid, now, |v| {
-        let mut push = |name: &[u8], list: &super::EdgeList, d: Dir| {
-            let name = Bytes::copy_from_slice(name);
+        let mut left = b.per_vertex;
+        let mut walk = |list: &super::EdgeList| -> bool {
             for h in list.iter() {
-                if out.len() >= b.per_vertex {
-                    return;
+                if left == 0 {
+                    return false;
                 }
-                out.push((Bytes::copy_from_slice(h.other), name.clone(), d));
+                if !h.confirmed {
+                    continue;
+                }
+                left -= 1;
+                if !visit(h.other) {
+                    return false;
+                }
             }
+            true
         };
         for &d in dir.dirs() {
             if b.types.is_empty() {
                 for t in v.types() {
-                    push(&t.name, t.list(d), d);
+                    if !walk(t.list(d)) {
+                        return;
+                    }
                 }
             } else {
                 for t in &b.types {
                     if let Some(list) = v.list(t, d) {
-                        push(t, list, d);
+                        if !walk(list) {
+                            return;
+                        }
                     }
                 }
             }
         }
     });
-    out
 }
 
 /// The vertices at 1..=k hops from `start`, each in the layer of its shortest distance.
@@ -151,21 +153,26 @@ pub fn khop(ks: &Keyspace, now: u64, start: &Bytes, k: usize, b: &Bounds) -> Res
     let mut result = KHop { hops: Vec::new(), cut: None };
     for _ in 0..k {
         let mut next = Vec::new();
-        'frontier: for v in &frontier {
+        for v in &frontier {
             if Instant::now() >= b.deadline {
                 result.cut = Some(Cut::Timeout);
                 break;
             }
-            for (n, etype, d) in candidates(ks, now, v, b, b.dir) {
-                if seen.contains(&n) || !mirror_ok(ks, now, v, &etype, d, &n) {
-                    continue;
+            neighbours(ks, now, v, b, b.dir, |n| {
+                if seen.contains(n) {
+                    return true;
                 }
                 if seen.len() >= b.max_vertices {
                     result.cut = Some(Cut::MaxVertices);
-                    break 'frontier;
+                    return false;
                 }
+                let n = Bytes::copy_from_slice(n);
                 seen.insert(n.clone());
                 next.push(n);
+                true
+            });
+            if result.cut.is_some() {
+                break;
             }
         }
         let done = next.is_empty() || result.cut.is_some();
@@ -244,21 +251,29 @@ pub fn shortest_path(
             if Instant::now() >= b.deadline {
                 return none(Some(Cut::Timeout));
             }
-            for (n, etype, d) in candidates(ks, now, &v, b, this.dir) {
-                if this.reached.contains_key(&n) || !mirror_ok(ks, now, &v, &etype, d, &n) {
-                    continue;
+            let mut full = false;
+            let depth = this.depth;
+            neighbours(ks, now, &v, b, this.dir, |n| {
+                if this.reached.contains_key(n) {
+                    return true;
                 }
                 if this.reached.len() + other.reached.len() >= b.max_vertices {
-                    return none(Some(Cut::MaxVertices));
+                    full = true;
+                    return false;
                 }
+                let n = Bytes::copy_from_slice(n);
                 if let Some((_, od)) = other.reached.get(&n) {
-                    let total = this.depth + 1 + od;
+                    let total = depth + 1 + od;
                     if best.as_ref().is_none_or(|(t, _)| total < *t) {
                         best = Some((total, n.clone()));
                     }
                 }
-                this.reached.insert(n.clone(), (Some(v.clone()), this.depth + 1));
+                this.reached.insert(n.clone(), (Some(v.clone()), depth + 1));
                 next.push(n);
+                true
+            });
+            if full {
+                return none(Some(Cut::MaxVertices));
             }
         }
         this.depth += 1;

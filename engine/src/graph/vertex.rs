@@ -13,13 +13,21 @@
 //! - `bytes` is the running heap estimate of `types` (names and lists); `mem` is O(1).
 //! - A vertex may have no label, no properties and no edges: it still exists (E.ADD
 //!   creates endpoints that way, and E.DEL does not remove them).
+//! - `id` is the key its neighbours' halves name it by, set by the graph writes that
+//!   give it edges (and by the cleanup pass after RESTORE / RENAME, see `cleanup`). When a
+//!   vertex that has edges is dropped inside a write (DEL, UNLINK, expiry, SET or RESTORE
+//!   over it...), its halves are handed to that write's cleanup, which removes the other
+//!   ends: this is how neighbours never keep a half naming a vertex that is gone.
 
 use super::edges::EdgeList;
 use super::Dir;
 use crate::value::HashValue;
 
-/// Bytes charged per edge type a vertex has on top of the name bytes.
-const TYPE_OVERHEAD: usize = 48 + 2 * std::mem::size_of::<EdgeList>();
+/// Bytes charged per edge type a vertex has, with its name: its slot in `types` (sized
+/// exactly) and the name's allocation.
+fn type_cost(name: &[u8]) -> usize {
+    std::mem::size_of::<TypeLists>() + super::edges::alloc_size(name.len())
+}
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TypeLists {
@@ -38,18 +46,77 @@ impl TypeLists {
 }
 
 /// A vertex value.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Vertex {
     pub label: Option<Box<[u8]>>,
     pub props: HashValue,
     types: Vec<TypeLists>,
     bytes: usize,
+    id: Option<Box<[u8]>>,
+}
+
+/// Equal label, properties and halves (the id is bookkeeping about where it is stored).
+impl PartialEq for Vertex {
+    fn eq(&self, other: &Self) -> bool {
+        self.label == other.label && self.props == other.props && self.types == other.types
+    }
+}
+
+impl Drop for Vertex {
+    fn drop(&mut self) {
+        if !self.types.is_empty() {
+            if let Some(id) = self.id.take() {
+                super::cleanup::orphan(id, std::mem::take(&mut self.types));
+            }
+        }
+    }
+}
+
+/// What [`Vertex::bind`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Already bound to this key (or bound now, with no halves to look at).
+    Same,
+    /// Restored halves wait for their mirrors: the caller confirms them.
+    Restored,
+    /// Moved here from another key (RENAME): its halves named the old id and were handed
+    /// to the cleanup; the vertex keeps label and properties only.
+    Moved,
 }
 
 impl Vertex {
     /// Approximate heap bytes held.
     pub fn mem(&self) -> usize {
-        std::mem::size_of::<Self>() + self.label.as_ref().map_or(0, |l| l.len()) + self.props.mem() + self.bytes
+        std::mem::size_of::<Self>()
+            + self.label.as_ref().map_or(0, |l| l.len())
+            + self.props.mem()
+            + self.bytes
+            + self.id.as_ref().map_or(0, |i| super::edges::alloc_size(i.len()))
+    }
+
+    /// Binds the vertex to the key it is stored under, before a write adds halves to it.
+    pub fn bind(&mut self, key: &[u8]) -> Bound {
+        match &self.id {
+            Some(id) if **id == *key => Bound::Same,
+            Some(_) => {
+                if let Some(old) = self.id.replace(key.into()) {
+                    if !self.types.is_empty() {
+                        super::cleanup::orphan(old, std::mem::take(&mut self.types));
+                    }
+                }
+                self.bytes = 0;
+                Bound::Moved
+            }
+            None => {
+                self.id = Some(key.into());
+                let restored = self.types.iter().any(|t| t.out.unconfirmed() + t.inn.unconfirmed() > 0);
+                if restored {
+                    Bound::Restored
+                } else {
+                    Bound::Same
+                }
+            }
+        }
     }
 
     /// The edge types this vertex has edges of, sorted by name.
@@ -78,8 +145,10 @@ impl Vertex {
         let i = match self.types.binary_search_by(|t| (*t.name).cmp(etype)) {
             Ok(i) => i,
             Err(i) => {
+                // Most vertices have one or two types: no doubling slack.
+                self.types.reserve_exact(1);
                 self.types.insert(i, TypeLists { name: etype.into(), ..TypeLists::default() });
-                self.bytes += TYPE_OVERHEAD + etype.len();
+                self.bytes += type_cost(etype);
                 i
             }
         };
@@ -93,7 +162,10 @@ impl Vertex {
         self.bytes = self.bytes + list.mem() - before;
         if t.out.is_empty() && t.inn.is_empty() {
             self.types.remove(i);
-            self.bytes -= TYPE_OVERHEAD + etype.len();
+            self.bytes -= type_cost(etype);
+            if self.types.is_empty() {
+                self.types = Vec::new();
+            }
         }
         r
     }

@@ -5,13 +5,15 @@
 //! and the next page seeks strictly past it: inserts and deletes between pages never make
 //! a page repeat or skip an edge that stayed in place (an edge whose rank changed moves,
 //! as in any keyset pagination). Cursor `0` starts a range and is returned when it ends.
-//! Rows are read under the vertex's slot lock, then each row's mirror half is checked
-//! under its own slot's lock (dangling halves are skipped; for IN rows the properties come
-//! from the mirror out-half, where they are stored).
+//! Rows are written straight from the vertex's list under its slot's read lock: writes
+//! keep both halves of an edge mirrored (`prism_engine::graph::cleanup`), so no read
+//! looks at the other end. Unconfirmed (restored, mirror not seen yet) halves are skipped.
+//! The one exception is `IN ... WITHPROPS`: an edge's properties live on its out-half, so
+//! those rows are copied out and each one's properties read from the other vertex.
 
 use bytes::Bytes;
 use prism_engine::graph::edges::HalfRef;
-use prism_engine::graph::traverse::{mirror_ok, with_vertex};
+use prism_engine::graph::traverse::with_vertex;
 use prism_engine::graph::{Dir, EdgeHalf, GraphOp};
 use prism_engine::num::parse_i64;
 use prism_engine::Op;
@@ -70,12 +72,11 @@ pub(super) fn e_get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let (src, etype, dst) = (&args[1], &args[2], &args[3]);
     let now = ctx.now_ms();
     let found = match with_vertex(&ctx.node.keyspace, src, now, |v| {
-        v.list(etype, Dir::Out).and_then(|l| l.get(dst)).map(|h| (h.rank, props_of(&h)))
+        v.list(etype, Dir::Out).and_then(|l| l.get(dst)).filter(|h| h.confirmed).map(|h| (h.rank, props_of(&h)))
     }) {
         Ok(f) => f.flatten(),
         Err(e) => return ctx.fail(op_err(e)),
     };
-    let found = found.filter(|_| mirror_ok(&ctx.node.keyspace, now, src, etype, Dir::Out, dst));
     ctx.hit(found.is_some());
     let Some((rank, props)) = found else { return ctx.out.null() };
     ctx.out.map(2);
@@ -142,9 +143,13 @@ fn parse_cursor(arg: &[u8]) -> CmdResult<Option<(i64, Vec<u8>)>> {
 }
 
 fn format_cursor(rank: i64, other: &[u8]) -> String {
-    let mut s = format!("{rank}:");
-    for b in other {
-        s.push_str(&format!("{b:02x}"));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(21 + 2 * other.len());
+    s.push_str(itoa::Buffer::new().format(rank));
+    s.push(':');
+    for &b in other {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
     }
     s
 }
@@ -187,9 +192,6 @@ fn parse_range(args: &[Bytes]) -> CmdResult<RangeArgs> {
     Ok(r)
 }
 
-/// One candidate row: neighbour, rank, properties (out-halves only).
-type Row = (Bytes, i64, Props);
-
 /// `E.RANGE vid type [OUT|IN] [LIMIT n] [CURSOR c] [MINRANK a] [MAXRANK b] [WITHPROPS]`
 /// -> [next cursor, rows], each row [neighbour, rank] or [neighbour, rank, props].
 pub(super) fn e_range(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -197,71 +199,115 @@ pub(super) fn e_range(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(r) => r,
         Err(e) => return ctx.fail(e),
     };
+    if r.dir == Dir::In && r.with_props {
+        return e_range_in_props(ctx, args, &r);
+    }
+    let etype = &args[2];
+    read_vertex(ctx, &args[1], |out, v| {
+        let list = v.and_then(|v| v.list(etype, r.dir));
+        let mut rows: smallvec::SmallVec<[HalfRef<'_>; 16]> = smallvec::SmallVec::new();
+        let mut next = None;
+        if let Some(list) = list {
+            // Halves examined, shown or skipped: bounds the work of one call.
+            let mut budget = r.limit.saturating_mul(10).max(1_000);
+            let mut last = None;
+            let mut it = list
+                .iter_from(r.after.as_ref().map(|(rk, o)| (*rk, o.as_slice())), r.max)
+                .take_while(|h| h.rank >= r.min);
+            for h in it.by_ref() {
+                last = Some((h.rank, h.other));
+                budget -= 1;
+                if h.confirmed {
+                    rows.push(h);
+                }
+                if rows.len() == r.limit || budget == 0 {
+                    break;
+                }
+            }
+            if it.next().is_some() {
+                next = last.map(|(rk, o)| format_cursor(rk, o));
+            }
+        }
+        out.array(2);
+        out.bulk(next.as_deref().unwrap_or("0").as_bytes());
+        out.array(rows.len());
+        for h in &rows {
+            out.array(if r.with_props { 3 } else { 2 });
+            out.bulk(h.other);
+            out.int(h.rank);
+            if r.with_props {
+                out.map(h.props.map_or(0, |p| p.len()));
+                for (f, val) in h.props.iter().flat_map(|p| p.iter()) {
+                    out.bulk(f);
+                    out.bulk(val);
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// One IN row with the properties of its edge: neighbour, rank, properties.
+type Row = (Bytes, i64, Props);
+
+/// `E.RANGE ... IN WITHPROPS`: the page is copied out of the vertex, then each row's
+/// properties are read from its out-half, one slot lock at a time.
+fn e_range_in_props(ctx: &mut Ctx<'_>, args: &[Bytes], r: &RangeArgs) {
     let (vid, etype) = (&args[1], &args[2]);
     let now = ctx.now_ms();
     let ks = &ctx.node.keyspace;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut pos = r.after.clone();
-    // Halves examined, valid or dangling: bounds the work of one call.
-    let mut budget = r.limit.saturating_mul(10).max(1_000);
-    let mut next_cursor = None;
-    let mut found = false;
-    while rows.len() < r.limit {
-        let need = r.limit - rows.len();
-        // Candidates after `pos`, plus whether the list holds more after them.
-        let chunk = with_vertex(ks, vid, now, |v| {
-            let Some(list) = v.list(etype, r.dir) else { return (Vec::new(), false) };
-            let mut it =
-                list.iter_from(pos.as_ref().map(|(rk, o)| (*rk, o.as_slice())), r.max).take_while(|h| h.rank >= r.min);
-            let rows: Vec<Row> =
-                it.by_ref().take(need).map(|h| (Bytes::copy_from_slice(h.other), h.rank, props_of(&h))).collect();
-            let more = it.next().is_some();
-            (rows, more)
-        });
-        let (chunk, more) = match chunk {
-            Ok(Some(c)) => {
-                found = true;
-                c
+    let page = with_vertex(ks, vid, now, |v| {
+        let Some(list) = v.list(etype, Dir::In) else { return (Vec::new(), None) };
+        let mut budget = r.limit.saturating_mul(10).max(1_000);
+        let mut rows = Vec::new();
+        let mut last = None;
+        let mut it =
+            list.iter_from(r.after.as_ref().map(|(rk, o)| (*rk, o.as_slice())), r.max).take_while(|h| h.rank >= r.min);
+        for h in it.by_ref() {
+            last = Some(format_cursor(h.rank, h.other));
+            budget -= 1;
+            if h.confirmed {
+                rows.push((Bytes::copy_from_slice(h.other), h.rank));
             }
-            Ok(None) => (Vec::new(), false),
-            Err(e) => return ctx.fail(op_err(e)),
-        };
-        for (other, rank, props) in chunk {
-            budget = budget.saturating_sub(1);
-            pos = Some((rank, other.to_vec()));
-            let valid = match r.dir {
-                Dir::Out => mirror_ok(ks, now, vid, etype, Dir::Out, &other).then_some(props),
-                // The properties of an IN row live on the mirror out-half.
-                Dir::In => with_vertex(ks, &other, now, |v| {
-                    v.list(etype, Dir::Out).and_then(|l| l.get(vid)).map(|h| props_of(&h))
-                })
-                .ok()
-                .flatten()
-                .flatten(),
-            };
-            if let Some(props) = valid {
-                rows.push((other, rank, props));
+            if rows.len() == r.limit || budget == 0 {
+                break;
             }
         }
-        if !more {
-            break;
+        let more = it.next().is_some();
+        (rows, last.filter(|_| more))
+    });
+    let (page, next) = match page {
+        Ok(Some(p)) => {
+            ctx.hit(true);
+            p
         }
-        if rows.len() >= r.limit || budget == 0 {
-            next_cursor = pos.as_ref().map(|(rk, o)| format_cursor(*rk, o));
-            break;
+        Ok(None) => {
+            ctx.hit(false);
+            (Vec::new(), None)
         }
-    }
-    ctx.hit(found);
+        Err(e) => return ctx.fail(op_err(e)),
+    };
+    let rows: Vec<Row> = page
+        .into_iter()
+        .map(|(other, rank)| {
+            let props = with_vertex(ks, &other, now, |v| {
+                v.list(etype, Dir::Out).and_then(|l| l.get(vid)).map(|h| props_of(&h))
+            })
+            .ok()
+            .flatten()
+            .flatten()
+            .unwrap_or_default();
+            (other, rank, props)
+        })
+        .collect();
     let out = &mut *ctx.out;
     out.array(2);
-    out.bulk(next_cursor.as_deref().unwrap_or("0").as_bytes());
+    out.bulk(next.as_deref().unwrap_or("0").as_bytes());
     out.array(rows.len());
     for (other, rank, props) in &rows {
-        out.array(if r.with_props { 3 } else { 2 });
+        out.array(3);
         out.bulk(other);
         out.int(*rank);
-        if r.with_props {
-            write_props(out, props);
-        }
+        write_props(out, props);
     }
 }

@@ -4,9 +4,10 @@
 //! Invariants:
 //! - Only the first vertex argument is a declared key (first=1, last=1), so cluster
 //!   clients route by it; E.ADD's dst and traversal targets are not keys.
-//! - Writes become `Op::Graph`; reads run under one slot read lock at a time and copy out
-//!   what they need before checking mirror halves in other slots (see
-//!   `prism_engine::graph`), so a read never holds two slot locks.
+//! - Writes become `Op::Graph`; reads run under one slot read lock at a time and answer
+//!   from the vertex's halves as stored: writes keep both halves of an edge mirrored
+//!   (see `prism_engine::graph::cleanup`), so a read never looks at the other end, and
+//!   never holds two slot locks.
 //! - V.DEL removes a vertex's edges in ops of at most `DETACH_BATCH` neighbours, the last
 //!   of which removes the vertex: a vertex with a million edges costs many small ops that
 //!   other clients interleave with, never one long one.
@@ -236,8 +237,8 @@ fn next_neighbours(v: &Vertex) -> (Vec<Bytes>, bool) {
 
 /// V.DEL: detaches the vertex from its neighbours in bounded ops, removing it with the
 /// last one. Other writes may interleave; a vertex that keeps gaining edges is removed
-/// after a bounded number of rounds anyway (any halves left at neighbours dangle, and
-/// reads skip them).
+/// after a bounded number of rounds anyway (the halves it still holds then go to that
+/// write's cleanup, which removes their other ends).
 fn v_del(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let vid = &args[1];
     let mut rounds = None;
@@ -257,6 +258,15 @@ fn v_del(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             GraphOp::Detach { vid: vid.clone(), neighbours }
         };
         let done = matches!(op, GraphOp::DelVertex { .. });
+        if ctx.node.replica().is_some() {
+            // Replicated: one round per committed write; the connection runs V.DEL again
+            // after each detach round until the vertex itself is deleted.
+            return ctx.write_then(Op::Graph(op), move |conn, out, o| match o {
+                Output::Err(e) => crate::cmd::fail(conn, out, CmdError::from(e)),
+                o if done => out.output(&o),
+                _ => conn.rerun = true,
+            });
+        }
         match ctx.node.write(Op::Graph(op)) {
             Output::Err(e) => return ctx.fail(CmdError::from(e)),
             out if done => return ctx.out.output(&out),
