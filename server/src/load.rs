@@ -1,7 +1,8 @@
-//! `prism load`: bulk-loads vertices and edges from CSV files into a running node or
-//! cluster (file formats in [`rows`] and docs/benchmarks.md).
+//! `prism load`: bulk-loads vertices and edges from CSV or Parquet files into a running
+//! node or cluster (file formats in [`rows`], [`parquet`] and docs/benchmarks.md).
 //!
-//! Shape: one blocking reader thread turns rows into commands and groups them into
+//! Shape: one blocking reader thread reads rows from a [`source::Source`] (CSV or
+//! Parquet, by extension or `--format`), turns them into commands and groups them into
 //! batches of `--batch` commands per target node; each node gets `--connections`
 //! connections, each writing a whole batch with one write and then reading its replies
 //! in order (pipelining). Bounded channels between the reader and the connections keep
@@ -14,12 +15,19 @@
 //! reply is reported for its row like any other error.
 //!
 //! Invariant: every row ends counted exactly once, as loaded or as failed, and every
-//! failed row is printed with its file and line (reader errors, error replies, rows lost
-//! with a broken connection). The exit code is 1 if any row failed, 2 if the load could
-//! not start (missing file, bad header, unreachable node).
+//! failed row is printed with its file and location (a CSV line, a Parquet row and row
+//! group) for reader errors, error replies and rows lost with a broken connection. The
+//! exit code is 1 if any row failed, 2 if the load could not start (missing file, bad
+//! header or schema, unreachable node, failed AUTH).
+//!
+//! Authentication: with `--password-file` (and optionally `--user`) every connection,
+//! the routing one included, sends AUTH first; the secret is read from the file, never
+//! taken from argv or the environment (invariant 7).
 
+mod parquet;
 mod resp;
 mod rows;
+mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +40,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prism_engine::Slot;
 use tokio::sync::mpsc;
 
-use resp::{Conn, Reply};
-use rows::{Kind, Layout};
+use resp::{Conn, Credentials, Reply};
+use rows::Kind;
+use source::{Format, Next, Unit};
 
 /// Batches queued per connection ahead of the one being written.
 const QUEUE_PER_CONNECTION: usize = 2;
@@ -47,12 +56,21 @@ pub struct LoadArgs {
     /// Port of the node.
     #[arg(long, default_value_t = 6379)]
     pub port: u16,
-    /// Vertices CSV: header `id[,label][,property ...]`.
+    /// Vertices file (CSV or Parquet): columns `id[,label][,property ...]`.
     #[arg(long)]
     pub vertices: Option<PathBuf>,
-    /// Edges CSV: header `src,type,dst[,rank][,property ...]`.
+    /// Edges file (CSV or Parquet): columns `src,type,dst[,rank][,property ...]`.
     #[arg(long)]
     pub edges: Option<PathBuf>,
+    /// Format of both files; `auto` reads `*.parquet` as Parquet and anything else as CSV.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// File holding the password to AUTH with (the whole file less a trailing newline).
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+    /// User to AUTH as (needs --password-file); without it, the default user.
+    #[arg(long, requires = "password_file")]
+    pub user: Option<String>,
     /// Commands written per batch on one connection.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
@@ -74,9 +92,19 @@ pub fn main(args: LoadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let credentials = match &args.password_file {
+        Some(path) => match Credentials::from_file(path, args.user.clone()) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                eprintln!("prism load: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     runtime.block_on(async move {
         let addr = format!("{}:{}", args.host, args.port);
-        let routing = match Routing::discover(&addr).await {
+        let routing = match Routing::discover(&addr, credentials.as_deref()).await {
             Ok(r) => Arc::new(r),
             Err(e) => {
                 eprintln!("prism load: {addr}: {e}");
@@ -87,7 +115,7 @@ pub fn main(args: LoadArgs) -> ExitCode {
         let files = [(Kind::Vertices, &args.vertices), (Kind::Edges, &args.edges)];
         for (kind, path) in files {
             let Some(path) = path else { continue };
-            match load_file(path.clone(), kind, routing.clone(), &args).await {
+            match load_file(path.clone(), kind, routing.clone(), credentials.clone(), &args).await {
                 Ok(s) => {
                     let secs = s.elapsed.as_secs_f64().max(1e-9);
                     println!(
@@ -123,9 +151,14 @@ enum Routing {
 }
 
 impl Routing {
-    async fn discover(addr: &str) -> Result<Routing, String> {
-        let mut conn = Conn::connect(addr).await.map_err(|e| format!("cannot connect: {e}"))?;
+    async fn discover(addr: &str, credentials: Option<&Credentials>) -> Result<Routing, String> {
+        let mut conn = Conn::open(addr, credentials).await?;
         let reply = conn.call(&[b"CLUSTER", b"SLOTS"]).await.map_err(|e| format!("CLUSTER SLOTS: {e}"))?;
+        if let Reply::Error(e) = &reply {
+            if e.starts_with("NOAUTH") {
+                return Err(format!("the node requires a password ({e}); give --password-file PATH"));
+            }
+        }
         let Reply::Array(ranges) = reply else { return Ok(Routing::Single(addr.to_string())) };
         let mut nodes: Vec<String> = Vec::new();
         let mut owner = vec![u16::MAX; SLOTS];
@@ -177,6 +210,7 @@ impl Routing {
 /// Rows pipelined together on one connection.
 #[derive(Default)]
 struct Batch {
+    /// Each row's location in its file (see [`source::Locator`]).
     lines: Vec<u64>,
     bytes: Vec<u8>,
 }
@@ -184,16 +218,18 @@ struct Batch {
 /// Counts and prints the outcome of a file's rows.
 struct Report {
     file: String,
+    locator: source::Locator,
     pb: ProgressBar,
     ok: AtomicU64,
     failed: AtomicU64,
 }
 
 impl Report {
-    fn row_failed(&self, line: u64, why: &str) {
+    fn row_failed(&self, at: u64, why: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+        let place = self.locator.describe(&self.file, at);
         // suspend, not println: println prints nothing when the bar is hidden (no tty).
-        self.pb.suspend(|| eprintln!("{}:{line}: {why}", self.file));
+        self.pb.suspend(|| eprintln!("{place}: {why}"));
     }
 }
 
@@ -203,30 +239,43 @@ struct FileStats {
     elapsed: Duration,
 }
 
-async fn load_file(path: PathBuf, kind: Kind, routing: Arc<Routing>, args: &LoadArgs) -> Result<FileStats, String> {
+async fn load_file(
+    path: PathBuf,
+    kind: Kind,
+    routing: Arc<Routing>,
+    credentials: Option<Arc<Credentials>>,
+    args: &LoadArgs,
+) -> Result<FileStats, String> {
     let started = Instant::now();
-    let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(&path).map_err(|e| e.to_string())?;
-    let header = reader.byte_headers().map_err(|e| e.to_string())?.clone();
-    let layout = Layout::from_header(kind, &header)?;
+    let (mut source, layout) = source::open(&path, args.format, kind)?;
+    let total = source.total();
 
-    let pb = ProgressBar::new(size);
-    let style = ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})")
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> ");
+    let pb = ProgressBar::new(total);
+    let counts = match source.unit() {
+        Unit::Bytes => "{bytes}/{total_bytes}",
+        Unit::Rows => "{human_pos}/{human_len} rows",
+    };
+    let template = format!("{{spinner}} {{prefix}} [{{bar:30}}] {counts} {{msg}} ({{elapsed}})");
+    let style = ProgressStyle::with_template(&template).map_err(|e| e.to_string())?.progress_chars("=> ");
     pb.set_style(style);
     pb.set_prefix(format!("{} {}", kind.name(), path.display()));
     pb.enable_steady_tick(Duration::from_millis(200));
-    let report =
-        Arc::new(Report { file: path.display().to_string(), pb, ok: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let report = Arc::new(Report {
+        file: path.display().to_string(),
+        locator: source.locator(),
+        pb,
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
 
-    // Every node's connections, opened before reading so an unreachable node fails fast.
+    // Every node's connections, opened before reading so an unreachable node (or a
+    // refused password) fails fast.
     let mut senders: Vec<Vec<mpsc::Sender<Batch>>> = Vec::new();
     let mut tasks = Vec::new();
     for node in routing.nodes() {
         let mut per_node = Vec::new();
         for _ in 0..args.connections {
-            let conn = Conn::connect(&node).await.map_err(|e| format!("cannot connect to {node}: {e}"))?;
+            let conn = Conn::open(&node, credentials.as_deref()).await?;
             let (tx, rx) = mpsc::channel(QUEUE_PER_CONNECTION);
             tasks.push(tokio::spawn(drain(conn, rx, report.clone())));
             per_node.push(tx);
@@ -253,23 +302,26 @@ async fn load_file(path: PathBuf, kind: Kind, routing: Arc<Routing>, args: &Load
         };
         let mut row = csv::ByteRecord::new();
         let mut rows = 0u64;
+        // A read error ends the file, but the rows read before it are still sent.
+        let mut read_error = None;
         loop {
-            let line_before = reader.position().line();
-            match reader.read_byte_record(&mut row) {
-                Ok(false) => break,
-                Ok(true) => {}
+            let next = match source.next(&mut row) {
+                Ok(n) => n,
                 Err(e) => {
-                    // An I/O error ends the file; anything else is this row's fault.
-                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                        return Err(format!("read error after line {line_before}: {e}"));
-                    }
+                    read_error = Some(e);
+                    break;
+                }
+            };
+            let line = match next {
+                Next::End => break,
+                Next::Row(at) => at,
+                Next::Bad(at, why) => {
                     rows += 1;
-                    report.row_failed(line_before, &e.to_string());
+                    report.row_failed(at, &why);
                     continue;
                 }
-            }
+            };
             rows += 1;
-            let line = row.position().map(|p| p.line()).unwrap_or(line_before);
             let mut command = Vec::new();
             let routed = layout
                 .command(&row, &mut command)
@@ -287,7 +339,7 @@ async fn load_file(path: PathBuf, kind: Kind, routing: Arc<Routing>, args: &Load
             if batch.lines.len() >= batch_rows {
                 let full = std::mem::take(batch);
                 send(node, full);
-                report.pb.set_position(reader.position().byte());
+                report.pb.set_position(source.position());
                 report.pb.set_message(format!("{rows} rows"));
             }
         }
@@ -296,9 +348,9 @@ async fn load_file(path: PathBuf, kind: Kind, routing: Arc<Routing>, args: &Load
                 send(node, batch);
             }
         }
-        report.pb.set_position(size);
+        report.pb.set_position(source.position().min(total));
         report.pb.set_message(format!("{rows} rows"));
-        Ok(())
+        read_error.map_or(Ok(()), Err)
     });
     let produced = producer.await.map_err(|e| format!("reader thread: {e}"))?;
     for t in tasks {

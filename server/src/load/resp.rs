@@ -5,6 +5,10 @@
 //! The decoder keeps values only where the loader looks at them (error text, CLUSTER
 //! SLOTS); the bytes of a reply are consumed exactly, so the n-th reply read always
 //! belongs to the n-th command written on that connection.
+//!
+//! With [`Credentials`] every connection sends `AUTH` before anything else and is given
+//! to the loader only once the node accepted it; the password is read from a file
+//! (invariant 7) and never printed.
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +44,27 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Who the loader authenticates as.
+pub struct Credentials {
+    /// `None`: `AUTH password` (the default user).
+    pub user: Option<Vec<u8>>,
+    pub password: Vec<u8>,
+}
+
+impl Credentials {
+    /// Reads the password from `path`: the whole file less one trailing newline (as the
+    /// node reads its `requirepass-file`).
+    pub fn from_file(path: &std::path::Path, user: Option<String>) -> Result<Credentials, String> {
+        let text = std::fs::read(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+        let pass = text.strip_suffix(b"\n").unwrap_or(&text);
+        let pass = pass.strip_suffix(b"\r").unwrap_or(pass);
+        if pass.is_empty() {
+            return Err(format!("password file {}: the file is empty", path.display()));
+        }
+        Ok(Credentials { user: user.map(String::into_bytes), password: pass.to_vec() })
+    }
+}
+
 /// A connection to one node: write many commands at once, read their replies in order.
 pub struct Conn {
     stream: TcpStream,
@@ -51,6 +76,21 @@ impl Conn {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn { stream, buf: BytesMut::with_capacity(64 * 1024) })
+    }
+
+    /// Connects and, with credentials, authenticates; the error says which step failed.
+    pub async fn open(addr: &str, credentials: Option<&Credentials>) -> Result<Conn, String> {
+        let mut conn = Conn::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let Some(c) = credentials else { return Ok(conn) };
+        let mut args: Vec<&[u8]> = vec![b"AUTH"];
+        args.extend(c.user.as_deref());
+        args.push(&c.password);
+        match conn.call(&args).await {
+            Ok(Reply::Ok(_)) => Ok(conn),
+            Ok(Reply::Error(e)) => Err(format!("{addr}: authentication failed: {e}")),
+            Ok(other) => Err(format!("{addr}: authentication failed: unexpected reply {other:?}")),
+            Err(e) => Err(format!("{addr}: authentication failed: {e}")),
+        }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {

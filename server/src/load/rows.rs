@@ -1,4 +1,5 @@
-//! CSV rows to graph commands. The file formats (also in docs/benchmarks.md, "Bulk load"):
+//! Header-aligned rows (CSV, or Parquet through `parquet.rs`) to graph commands. The file
+//! formats (also in docs/benchmarks.md, "Bulk load"):
 //!
 //! - **Vertices**: a header row, then one vertex per row. The column named `id` (required)
 //!   is the vertex id, a column named `label` (optional) its label, and every other column
