@@ -39,15 +39,20 @@
 // trait method. Errors are rare (they stop the group), so their size costs nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod group;
 pub mod log_store;
+pub mod network;
 pub mod snapshot;
 mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 
-pub use log_store::RocksLogStore;
-pub use state_machine::KeyspaceStateMachine;
-pub use types::{NodeId, Outputs, PeerNode, TypeConfig, WriteBatch};
+pub use group::{Committed, GroupOptions, Host, Leadership, ShardGroup, WriteError};
+pub use log_store::{Durability, LogDb, RocksLogStore};
+pub use network::{Groups, PeerNetwork};
+pub use openraft::ServerState;
+pub use state_machine::{ApplyHook, KeyspaceStateMachine, PlainApply};
+pub use types::{GroupId, NodeId, Outputs, PeerNode, TypeConfig, WriteBatch};
 
 #[cfg(test)]
 mod conformance;

@@ -1,17 +1,28 @@
-//! The Raft log of a shard group in its own RocksDB instance (a directory apart from any
-//! data), implementing openraft's [`RaftLogStorage`] (storage v2).
+//! The Raft logs of every shard group a node hosts, in one RocksDB instance of their own
+//! (a directory apart from any data), each group's log implementing openraft's
+//! [`RaftLogStorage`] (storage v2).
 //!
-//! Layout: column family `logs` maps a log index, as a big-endian u64 (so RocksDB's byte
-//! order is index order), to a format byte and the bincode-encoded entry; column family
-//! `meta` holds the vote, the committed log id and the last purged log id under fixed
-//! keys. bincode names enum variants by position: the order of the engine's `Op` variants
+//! Multi-raft: all groups share the database, so RocksDB's group commit covers the
+//! concurrent synced appends of many groups with one WAL fsync.
+//!
+//! Layout: column family `logs` maps (group id, log index), both big-endian (so RocksDB's
+//! byte order is index order within a group), to a format byte and the bincode-encoded
+//! entry; column family `meta` holds each group's vote, committed log id and last purged
+//! log id under its group id followed by a fixed name. bincode names enum variants by position: the order of the engine's `Op` variants
 //! (and of every enum inside a `Write`) is part of this format, so new variants go last,
 //! or the format byte changes.
 //!
 //! Invariants:
-//! - Nothing is acknowledged before it is durable: the vote and every append are written
-//!   with a synced WAL (`WriteOptions::set_sync(true)`), and the append callback runs only
-//!   after that write returned. One `append` call is one RocksDB write batch, so one fsync
+//! - Nothing is acknowledged before it is durable: the vote is written with a synced WAL
+//!   (`WriteOptions::set_sync(true)`); an append is written, then handed to the database's
+//!   sync thread, and its flush callback runs only after a WAL fsync that began after the
+//!   write. openraft counts an entry as stored on this member (for commit, and before a
+//!   follower answers) only once that callback ran, so it may already replicate the
+//!   entry while the leader's own fsync is in progress. The sync thread takes every append
+//!   queued meanwhile, from every group, into one fsync and runs their callbacks in order. The one exception is explicit: a database opened with
+//!   [`Durability::EverySec`] (`appendfsync everysec`) writes without syncing and syncs
+//!   its WAL once a second, so a power loss can take up to a second of acknowledged
+//!   writes with it (a process crash loses nothing: the data is in the OS). One `append` call is one RocksDB write batch, so one fsync
 //!   covers every entry it carries.
 //! - Purge writes the new last-purged id and deletes the entries up to it in one atomic
 //!   batch, so after a crash the log state is either before or after the purge, never a
@@ -33,7 +44,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Opt
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, GroupId, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
@@ -44,45 +55,77 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 /// `openraft::Entry<TypeConfig>`). A change of encoding gets a new number.
 const ENTRY_FORMAT: u8 = 1;
 
-/// A shard group's Raft log on RocksDB. Cheap to clone: clones share the database (a
-/// clone is the log reader openraft hands to replication tasks).
+/// When appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync before acknowledging (the default; `appendfsync always`).
+    #[default]
+    Always,
+    /// fsync once a second (`appendfsync everysec`): documented as losing up to a second
+    /// of acknowledged writes on power loss.
+    EverySec,
+}
+
+/// Runs once the WAL holding an append is durable (or failed to be).
+type Flushed = Box<dyn FnOnce(Result<(), io::Error>) + Send>;
+
+/// The log database of a node: one per node, shared by all its groups.
 #[derive(Clone)]
-pub struct RocksLogStore {
+pub struct LogDb {
     db: Arc<DB>,
     /// Kept for its statistics (WAL syncs), which the database shares.
     opts: Arc<Options>,
+    sync: bool,
+    /// The sync thread's queue of append callbacks (`Durability::Always`).
+    flushes: std::sync::mpsc::Sender<Flushed>,
 }
 
-impl Debug for RocksLogStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksLogStore").field("path", &self.db.path()).finish()
+/// The sync thread: one WAL fsync for every callback queued since the last one, then the
+/// callbacks in order. Ends when the database's last handle is dropped.
+fn sync_thread(db: std::sync::Weak<DB>, queue: std::sync::mpsc::Receiver<Flushed>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter());
+        let result = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| e.into_string()),
+            None => Err("the log database is closed".to_string()),
+        };
+        for done in batch {
+            done(result.clone().map_err(io::Error::other));
+        }
     }
 }
 
-/// The database key of a log index: big-endian, so iteration order is index order.
-fn log_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
+impl LogDb {
+    /// Opens (creating if missing) the log database in `dir`, syncing every append.
+    pub fn open(dir: &Path) -> Result<LogDb, StorageError> {
+        LogDb::open_with(dir, Durability::Always)
+    }
 
-fn index_of_key(key: &[u8]) -> Result<u64, StorageError> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| {
-        StorageError::from(StorageIOError::<NodeId>::read_logs(AnyError::error(format!(
-            "log key of {} bytes, expected 8",
-            key.len()
-        ))))
-    })?;
-    Ok(u64::from_be_bytes(bytes))
-}
+    /// Opens the log database with the given durability; with `EverySec`, a background
+    /// thread syncs the WAL once a second for as long as the database is open.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<LogDb, StorageError> {
+        let mut db = LogDb::open_db(dir)?;
+        if durability == Durability::EverySec {
+            db.sync = false;
+            let weak = Arc::downgrade(&db.db);
+            std::thread::Builder::new()
+                .name("raft-log-sync".into())
+                .spawn(move || {
+                    while let Some(db) = weak.upgrade() {
+                        if let Err(e) = db.flush_wal(true) {
+                            tracing::error!("syncing the Raft log: {e}");
+                        }
+                        drop(db);
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                })
+                .map_err(|e| StorageIOError::<NodeId>::new(ErrorSubject::Store, ErrorVerb::Write, &e))?;
+        }
+        Ok(db)
+    }
 
-fn synced() -> WriteOptions {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(true);
-    opts
-}
-
-impl RocksLogStore {
-    /// Opens (creating if missing) the log database in `dir`.
-    pub fn open(dir: &Path) -> Result<RocksLogStore, StorageError> {
+    fn open_db(dir: &Path) -> Result<LogDb, StorageError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -95,7 +138,86 @@ impl RocksLogStore {
                 AnyError::error(format!("opening the Raft log at {}: {e}", dir.display())),
             )
         })?;
-        Ok(RocksLogStore { db: Arc::new(db), opts: Arc::new(opts) })
+        let db = Arc::new(db);
+        let (flushes, queue) = std::sync::mpsc::channel();
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("raft-log-fsync".into())
+            .spawn(move || sync_thread(weak, queue))
+            .map_err(|e| StorageIOError::<NodeId>::new(ErrorSubject::Store, ErrorVerb::Write, &e))?;
+        Ok(LogDb { db, opts: Arc::new(opts), sync: true, flushes })
+    }
+
+    /// The log of group `group`.
+    pub fn group(&self, group: GroupId) -> RocksLogStore {
+        RocksLogStore {
+            db: self.db.clone(),
+            opts: self.opts.clone(),
+            group,
+            sync: self.sync,
+            flushes: self.flushes.clone(),
+        }
+    }
+}
+
+/// One shard group's Raft log on the node's [`LogDb`]. Cheap to clone: clones share the
+/// database (a clone is the log reader openraft hands to replication tasks).
+#[derive(Clone)]
+pub struct RocksLogStore {
+    db: Arc<DB>,
+    opts: Arc<Options>,
+    group: GroupId,
+    /// Sync each append (false only under `Durability::EverySec`).
+    sync: bool,
+    flushes: std::sync::mpsc::Sender<Flushed>,
+}
+
+impl Debug for RocksLogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksLogStore").field("path", &self.db.path()).field("group", &self.group).finish()
+    }
+}
+
+/// The database key of a group's log index: big-endian, so iteration order is index order.
+fn log_key(group: GroupId, index: u64) -> [u8; 12] {
+    let mut key = [0; 12];
+    key[..4].copy_from_slice(&group.to_be_bytes());
+    key[4..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The index of a log key of `group`; `None` for a key of another group.
+fn index_of_key(group: GroupId, key: &[u8]) -> Result<Option<u64>, StorageError> {
+    let bytes: [u8; 12] = key.try_into().map_err(|_| {
+        StorageError::from(StorageIOError::<NodeId>::read_logs(AnyError::error(format!(
+            "log key of {} bytes, expected 12",
+            key.len()
+        ))))
+    })?;
+    if bytes[..4] != group.to_be_bytes() {
+        return Ok(None);
+    }
+    let mut index = [0; 8];
+    index.copy_from_slice(&bytes[4..]);
+    Ok(Some(u64::from_be_bytes(index)))
+}
+
+fn meta_key(group: GroupId, name: &[u8]) -> Vec<u8> {
+    let mut key = group.to_be_bytes().to_vec();
+    key.extend_from_slice(name);
+    key
+}
+
+fn write_options(sync: bool) -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(sync);
+    opts
+}
+
+impl RocksLogStore {
+    /// Opens (creating if missing) a log database in `dir` holding only group 0's log.
+    pub fn open(dir: &Path) -> Result<RocksLogStore, StorageError> {
+        Ok(LogDb::open(dir)?.group(0))
     }
 
     /// How many times the WAL was fsynced since the store was opened (RocksDB's
@@ -123,7 +245,8 @@ impl RocksLogStore {
         let err = |msg: String| {
             StorageError::from(StorageIOError::new(subject.clone(), ErrorVerb::Read, AnyError::error(msg)))
         };
-        let Some(bytes) = self.db.get_cf(self.meta(), key).map_err(|e| err(e.to_string()))? else {
+        let Some(bytes) = self.db.get_cf(self.meta(), meta_key(self.group, key)).map_err(|e| err(e.to_string()))?
+        else {
             return Ok(None);
         };
         bincode::deserialize(&bytes)
@@ -137,8 +260,13 @@ impl RocksLogStore {
 
     /// Writes `batch` with a synced WAL on the blocking pool and waits for it.
     async fn write_synced(&self, batch: WriteBatch) -> Result<(), io::Error> {
+        self.write(batch, true).await
+    }
+
+    /// Writes `batch` on the blocking pool (WAL synced if `sync`) and waits for it.
+    async fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), io::Error> {
         let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.write_opt(batch, &synced())).await {
+        match tokio::task::spawn_blocking(move || db.write_opt(batch, &write_options(sync))).await {
             Ok(r) => r.map_err(|e| io::Error::other(e.into_string())),
             // The closure does not panic; a shut-down runtime is the only way here.
             Err(join) => Err(io::Error::other(format!("log write task failed: {join}"))),
@@ -176,18 +304,19 @@ impl RocksLogStore {
     }
 
     fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
-        let Some(item) = self.db.iterator_cf(self.logs(), IteratorMode::End).next() else {
+        let last = log_key(self.group, u64::MAX);
+        let Some(item) = self.db.iterator_cf(self.logs(), IteratorMode::From(&last, Direction::Reverse)).next() else {
             return Ok(None);
         };
         let (key, value) = item.map_err(|e| StorageIOError::<NodeId>::read_logs(&e))?;
-        let index = index_of_key(&key)?;
+        let Some(index) = index_of_key(self.group, &key)? else { return Ok(None) };
         Ok(Some(Self::decode_entry(index, &value)?.log_id))
     }
 
     /// Writes one raw value under a log index, bypassing encoding (tests of corruption).
     #[cfg(test)]
     pub(crate) fn put_raw_log(&self, index: u64, value: &[u8]) {
-        self.db.put_cf(self.logs(), log_key(index), value).expect("test write");
+        self.db.put_cf(self.logs(), log_key(self.group, index), value).expect("test write");
     }
 }
 
@@ -205,10 +334,10 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
             Bound::Unbounded => 0,
         };
         let mut entries = Vec::new();
-        let from = log_key(start);
+        let from = log_key(self.group, start);
         for item in self.db.iterator_cf(self.logs(), IteratorMode::From(&from, Direction::Forward)) {
             let (key, value) = item.map_err(|e| StorageIOError::<NodeId>::read_logs(&e))?;
-            let index = index_of_key(&key)?;
+            let Some(index) = index_of_key(self.group, &key)? else { break };
             if !range.contains(&index) {
                 break;
             }
@@ -234,7 +363,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let bytes = Self::encode(vote, ErrorSubject::Vote)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.meta(), KEY_VOTE, bytes);
+        batch.put_cf(self.meta(), meta_key(self.group, KEY_VOTE), bytes);
         self.write_synced(batch).await.map_err(|e| StorageIOError::<NodeId>::write_vote(&e).into())
     }
 
@@ -247,7 +376,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = Self::encode(&committed, ErrorSubject::Store)?;
         self.db
-            .put_cf(self.meta(), KEY_COMMITTED, bytes)
+            .put_cf(self.meta(), meta_key(self.group, KEY_COMMITTED), bytes)
             .map_err(|e| StorageIOError::<NodeId>::new(ErrorSubject::Store, ErrorVerb::Write, &e).into())
     }
 
@@ -263,13 +392,21 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         let mut batch = WriteBatch::default();
         for entry in entries {
             let bytes = Self::encode_entry(&entry)?;
-            batch.put_cf(self.logs(), log_key(entry.log_id.index), bytes);
+            batch.put_cf(self.logs(), log_key(self.group, entry.log_id.index), bytes);
         }
         if batch.is_empty() {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
-        match self.write_synced(batch).await {
+        match self.write(batch, false).await {
+            // Durable later: the sync thread (or, under EverySec, the once-a-second sync).
+            Ok(()) if self.sync => {
+                let done: Flushed = Box::new(move |r| callback.log_io_completed(r));
+                if let Err(std::sync::mpsc::SendError(done)) = self.flushes.send(done) {
+                    done(Err(io::Error::other("the log sync thread is gone")));
+                }
+                Ok(())
+            }
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -286,8 +423,8 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     /// removed suffix cannot reappear after a crash next to newer entries.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.logs(), log_key(log_id.index), log_key(u64::MAX));
-        batch.delete_cf(self.logs(), log_key(u64::MAX));
+        batch.delete_range_cf(self.logs(), log_key(self.group, log_id.index), log_key(self.group, u64::MAX));
+        batch.delete_cf(self.logs(), log_key(self.group, u64::MAX));
         self.write_synced(batch).await.map_err(|e| StorageIOError::<NodeId>::write_logs(&e).into())
     }
 
@@ -296,9 +433,9 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = Self::encode(&log_id, ErrorSubject::Store)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.meta(), KEY_LAST_PURGED, bytes);
-        batch.delete_range_cf(self.logs(), log_key(0), log_key(log_id.index));
-        batch.delete_cf(self.logs(), log_key(log_id.index));
+        batch.put_cf(self.meta(), meta_key(self.group, KEY_LAST_PURGED), bytes);
+        batch.delete_range_cf(self.logs(), log_key(self.group, 0), log_key(self.group, log_id.index));
+        batch.delete_cf(self.logs(), log_key(self.group, log_id.index));
         self.write_synced(batch).await.map_err(|e| StorageIOError::<NodeId>::write_logs(&e).into())
     }
 }
@@ -384,6 +521,52 @@ mod tests {
             assert_eq!(log.wal_syncs(), Some(before + 2));
             log.blocking_append((101..=102).map(|i| entry(i, Vec::new()))).await.expect("append");
             assert_eq!(log.wal_syncs(), Some(before + 3));
+        });
+    }
+
+    /// Under `appendfsync everysec` an append is not synced on its own (the background
+    /// thread syncs once a second), and the entries are there after a reopen.
+    #[test]
+    fn everysec_appends_without_a_sync_each() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        rt().block_on(async {
+            let db = super::LogDb::open_with(dir.path(), super::Durability::EverySec).expect("open");
+            let mut log = db.group(0);
+            let before = log.wal_syncs().expect("statistics");
+            for i in 1..=20 {
+                log.blocking_append([entry(i, vec![set("k", "v")])]).await.expect("append");
+            }
+            // At most the background thread's once-a-second syncs, never one per append.
+            assert!(log.wal_syncs().expect("statistics") < before + 20);
+        });
+        rt().block_on(async {
+            let mut log = RocksLogStore::open(dir.path()).expect("reopen");
+            assert_eq!(log.try_get_log_entries(..).await.expect("entries").len(), 20);
+        });
+    }
+
+    /// Groups sharing the database see only their own log, vote and purge state.
+    #[test]
+    fn groups_share_the_database_but_not_their_logs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        rt().block_on(async {
+            let db = super::LogDb::open(dir.path()).expect("open");
+            let (mut a, mut b) = (db.group(1), db.group(2));
+            a.blocking_append((1..=5).map(|i| entry(i, vec![set("a", "1")]))).await.expect("append a");
+            b.blocking_append((1..=2).map(|i| entry(i, vec![set("b", "1")]))).await.expect("append b");
+            a.save_vote(&Vote::new(4, 1)).await.expect("vote a");
+            b.purge(log_id(1, 0, 1)).await.expect("purge b");
+            assert_eq!(a.try_get_log_entries(..).await.expect("a").len(), 5);
+            assert_eq!(b.try_get_log_entries(..).await.expect("b").len(), 1);
+            assert_eq!(a.get_log_state().await.expect("a").last_log_id, Some(log_id(1, 0, 5)));
+            assert_eq!(b.get_log_state().await.expect("b").last_log_id, Some(log_id(1, 0, 2)));
+            assert_eq!(a.get_log_state().await.expect("a").last_purged_log_id, None);
+            assert_eq!(b.read_vote().await.expect("vote b"), None);
+            assert_eq!(a.read_vote().await.expect("vote a"), Some(Vote::new(4, 1)));
+            // Truncating one group's suffix leaves the other's log alone.
+            a.truncate(log_id(1, 0, 3)).await.expect("truncate a");
+            assert_eq!(a.try_get_log_entries(..).await.expect("a").len(), 2);
+            assert_eq!(b.try_get_log_entries(..).await.expect("b").len(), 1);
         });
     }
 

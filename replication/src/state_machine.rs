@@ -10,9 +10,11 @@
 //! - The last snapshot built or installed is durable (see `snapshot_file`) before
 //!   `build_snapshot` or `install_snapshot` returns, and a restart loads it: restart =
 //!   last snapshot + log replay.
-//! - The keyspace is reached through an [`ArcSwap`] shared with the node's readers:
-//!   installing a snapshot decodes into a fresh keyspace off to the side and swaps it in at
-//!   once, so a reader sees the old state or the new one, never a mix.
+//! - The keyspace is the node's own, shared with its readers: installing a snapshot
+//!   decodes into a fresh keyspace off to the side and swaps it in slot by slot
+//!   ([`Keyspace::replace_with`]), so a reader of a key sees the old state or the new one.
+//! - Every write is applied through the [`ApplyHook`], so the node can wake clients
+//!   blocked on a key and flag WATCHers under the write's own slot locks.
 //!
 //! Snapshots and writes: openraft asks for a snapshot builder between two applies and
 //! builds the snapshot in a background task while applies go on. The builder therefore
@@ -28,12 +30,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use parking_lot::Mutex;
-use prism_engine::Keyspace;
+use prism_engine::{Keyspace, Output, Write};
 
 use crate::snapshot::{self, KeyspaceCopy};
 use crate::snapshot_file;
@@ -86,9 +87,25 @@ impl SnapshotStore {
     }
 }
 
+/// How a committed write reaches the keyspace: the node wraps the engine's apply with
+/// what must happen under the write's locks (waking blocked clients, WATCH).
+pub trait ApplyHook: Send + Sync + 'static {
+    fn apply(&self, keyspace: &Keyspace, write: &Write) -> Output;
+}
+
+/// The engine's apply, nothing around it.
+pub struct PlainApply;
+
+impl ApplyHook for PlainApply {
+    fn apply(&self, keyspace: &Keyspace, write: &Write) -> Output {
+        keyspace.apply(write)
+    }
+}
+
 /// Applies a shard group's committed entries to its keyspace.
 pub struct KeyspaceStateMachine {
-    keyspace: Arc<ArcSwap<Keyspace>>,
+    keyspace: Arc<Keyspace>,
+    hook: Arc<dyn ApplyHook>,
     applied: Option<LogId>,
     membership: StoredMembership,
     snapshots: Arc<SnapshotStore>,
@@ -106,7 +123,8 @@ impl KeyspaceStateMachine {
         };
         std::fs::create_dir_all(snapshot_dir).map_err(|e| read_err(&e))?;
         let mut sm = KeyspaceStateMachine {
-            keyspace: Arc::new(ArcSwap::new(keyspace)),
+            keyspace,
+            hook: Arc::new(PlainApply),
             applied: None,
             membership: StoredMembership::default(),
             snapshots: Arc::new(SnapshotStore {
@@ -119,7 +137,7 @@ impl KeyspaceStateMachine {
         if let Some((meta, data)) = snapshot_file::load(snapshot_dir).map_err(|e| read_err(&e))? {
             let keyspace = snapshot::decode(&data)
                 .map_err(|e| read_err(&format!("snapshot in {}: {e}", snapshot_dir.display())))?;
-            sm.keyspace.store(Arc::new(keyspace));
+            sm.keyspace.replace_with(keyspace);
             sm.applied = meta.last_log_id;
             sm.membership = meta.last_membership.clone();
             *sm.snapshots.current.lock() = Some(StoredSnapshot { meta, data });
@@ -127,9 +145,14 @@ impl KeyspaceStateMachine {
         Ok(sm)
     }
 
-    /// The keyspace as readers must reach it: load it for each read (or batch of reads),
-    /// since installing a snapshot replaces it.
-    pub fn keyspace(&self) -> Arc<ArcSwap<Keyspace>> {
+    /// Applies writes through `hook` from now on.
+    pub fn with_hook(mut self, hook: Arc<dyn ApplyHook>) -> KeyspaceStateMachine {
+        self.hook = hook;
+        self
+    }
+
+    /// The keyspace the group applies to.
+    pub fn keyspace(&self) -> Arc<Keyspace> {
         self.keyspace.clone()
     }
 
@@ -179,12 +202,12 @@ impl RaftStateMachine<TypeConfig> for KeyspaceStateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let keyspace = self.keyspace.load();
+        let keyspace = &*self.keyspace;
         let mut replies = Vec::new();
         for entry in entries {
             let outputs = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => batch.iter().map(|w| keyspace.apply(w)).collect(),
+                EntryPayload::Normal(batch) => batch.iter().map(|w| self.hook.apply(keyspace, w)).collect(),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Vec::new()
@@ -203,7 +226,7 @@ impl RaftStateMachine<TypeConfig> for KeyspaceStateMachine {
             None => format!("none-{}", self.built),
         };
         KeyspaceSnapshotBuilder {
-            copy: Arc::new(KeyspaceCopy::take(&self.keyspace.load())),
+            copy: Arc::new(KeyspaceCopy::take(&self.keyspace)),
             applied: self.applied,
             membership: self.membership.clone(),
             snapshot_id,
@@ -233,7 +256,7 @@ impl RaftStateMachine<TypeConfig> for KeyspaceStateMachine {
             })?;
         // On disk before the swap: once applied moves past the log, a restart needs it.
         self.snapshots.replace_async(StoredSnapshot { meta: meta.clone(), data }).await?;
-        self.keyspace.store(Arc::new(decoded));
+        self.keyspace.replace_with(decoded);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())

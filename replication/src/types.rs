@@ -13,8 +13,12 @@ use std::io::Cursor;
 use prism_engine::{Output, Write};
 use serde::{Deserialize, Serialize};
 
-/// A Raft node id: unique across the fleet.
+/// A Raft node id: unique across the fleet, never 0.
 pub type NodeId = u64;
+
+/// A shard group's id, unique across the fleet: the key prefix of its log in the node's
+/// shared log database and the tag of its RPCs on the peer network.
+pub type GroupId = u32;
 
 /// A log entry's application payload: writes applied in order.
 pub type WriteBatch = Vec<Write>;

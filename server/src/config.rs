@@ -93,6 +93,74 @@ pub struct Config {
     pub latency_monitor_threshold: u64,
     /// Worker threads serving connections; 0 means one per core.
     pub threads: usize,
+    /// This node's Raft id (`node-id`), unique in the fleet; 0 when the node runs alone.
+    pub node_id: u64,
+    /// The members of this node's shard group (`raft-group`); empty: a standalone node.
+    pub raft_group: Vec<GroupMember>,
+    /// Raft leader heartbeat, milliseconds; elections time out after 4x to 8x of it.
+    pub raft_heartbeat_ms: u64,
+    /// TEST ONLY: a node that believes it leads answers reads from local state without
+    /// confirming leadership (read-index). Breaks linearizability on purpose, so the
+    /// fault tests can show that their checker catches stale reads.
+    pub unsafe_stale_reads: bool,
+    /// `appendfsync`: `always` (default) syncs the Raft log before acknowledging;
+    /// `everysec` syncs once a second and may lose up to a second of acknowledged writes
+    /// on power loss (an explicit, documented opt-out).
+    pub appendfsync_everysec: bool,
+}
+
+/// One member of a shard group as configured: `<id>@<host>:<port>[@<peer port>]`, the
+/// peer port defaulting to the client port + 10000 (Redis's cluster bus convention).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub id: u64,
+    pub host: String,
+    pub port: u16,
+    pub peer_port: u16,
+}
+
+impl GroupMember {
+    pub fn client_addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn peer_addr(&self) -> String {
+        format!("{}:{}", self.host, self.peer_port)
+    }
+}
+
+impl fmt::Display for GroupMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}@{}", self.id, self.host, self.port, self.peer_port)
+    }
+}
+
+/// Parses `raft-group`: comma-separated members, ids unique and non-zero.
+fn parse_group(key: &str, value: &str) -> Result<Vec<GroupMember>, ConfigError> {
+    let mut members: Vec<GroupMember> = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let form = || bad(key, format!("'{part}' is not <id>@<host>:<port>[@<peer port>]"));
+        let (id, rest) = part.split_once('@').ok_or_else(form)?;
+        let (addr, peer) = match rest.rsplit_once('@') {
+            Some((a, p)) => (a, Some(p)),
+            None => (rest, None),
+        };
+        let (host, port) = addr.rsplit_once(':').ok_or_else(form)?;
+        let id: u64 = id.parse().map_err(|_| form())?;
+        let port: u16 = port.parse().map_err(|_| form())?;
+        let peer_port = match peer {
+            Some(p) => p.parse().map_err(|_| form())?,
+            None => port.checked_add(10000).ok_or_else(|| bad(key, format!("'{part}': port + 10000 is over 65535")))?,
+        };
+        if id == 0 || host.is_empty() || port == 0 || peer_port == 0 {
+            return Err(form());
+        }
+        if members.iter().any(|m| m.id == id) {
+            return Err(bad(key, format!("member id {id} appears twice")));
+        }
+        members.push(GroupMember { id, host: host.to_string(), port, peer_port });
+    }
+    Ok(members)
 }
 
 impl Default for Config {
@@ -115,6 +183,11 @@ impl Default for Config {
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
+            node_id: 0,
+            raft_group: Vec::new(),
+            raft_heartbeat_ms: 100,
+            unsafe_stale_reads: false,
+            appendfsync_everysec: false,
         }
     }
 }
@@ -137,6 +210,11 @@ pub const KEYS: &[(&str, bool)] = &[
     ("slowlog-log-slower-than", true),
     ("slowlog-max-len", true),
     ("latency-monitor-threshold", true),
+    ("node-id", false),
+    ("raft-group", false),
+    ("raft-heartbeat-ms", false),
+    ("unsafe-stale-reads", false),
+    ("appendfsync", false),
 ];
 
 /// Read-only values some Redis tools ask for with CONFIG GET.
@@ -228,6 +306,28 @@ impl Config {
                     return Err(bad(k, "at most 1024"));
                 }
             }
+            "node-id" => self.node_id = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?,
+            "raft-group" => self.raft_group = parse_group(k, value)?,
+            "raft-heartbeat-ms" => {
+                self.raft_heartbeat_ms = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if !(10..=10_000).contains(&self.raft_heartbeat_ms) {
+                    return Err(bad(k, "between 10 and 10000"));
+                }
+            }
+            "appendfsync" => {
+                self.appendfsync_everysec = match value {
+                    "always" => false,
+                    "everysec" => true,
+                    _ => return Err(bad(k, format!("'{value}' is not always or everysec"))),
+                }
+            }
+            "unsafe-stale-reads" => {
+                self.unsafe_stale_reads = match value {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(bad(k, format!("'{value}' is not yes or no"))),
+                }
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -252,6 +352,11 @@ impl Config {
             "slowlog-log-slower-than" => self.slowlog_log_slower_than.to_string(),
             "slowlog-max-len" => self.slowlog_max_len.to_string(),
             "latency-monitor-threshold" => self.latency_monitor_threshold.to_string(),
+            "node-id" => self.node_id.to_string(),
+            "raft-group" => self.raft_group.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","),
+            "raft-heartbeat-ms" => self.raft_heartbeat_ms.to_string(),
+            "unsafe-stale-reads" => if self.unsafe_stale_reads { "yes" } else { "no" }.to_string(),
+            "appendfsync" => if self.appendfsync_everysec { "everysec" } else { "always" }.to_string(),
             _ => return None,
         })
     }

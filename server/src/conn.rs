@@ -34,6 +34,7 @@ use crate::clients::ClientHandle;
 use crate::cmd;
 use crate::keywatch::KeyWatch;
 use crate::node::Node;
+use crate::pending;
 use crate::pubsub::{Message, Subscriber};
 use crate::resp::{Proto, ReplyWriter, RequestParser};
 
@@ -77,6 +78,20 @@ pub struct ConnState {
     pub cmd_stats: crate::stats::ConnStats,
     /// CLIENT TRACKING is on (recorded only: no invalidation messages are sent).
     pub tracking: bool,
+    /// Replicated node: writes handed to the shard group at the next commit, and the
+    /// replies they owe (see `pending`).
+    pub pending: Vec<crate::pending::Pending>,
+    /// Replicated node: a read fence completed after this batch's requests arrived.
+    pub fenced: bool,
+    /// Replicated node: the read fence of this batch failed.
+    pub fence_error: Option<prism_replication::WriteError>,
+    /// Set by a pending reply's rendering: run the same request again (a command that
+    /// works in rounds, each one committed write, such as V.DEL's incremental detach).
+    pub rerun: bool,
+    /// Replicated node: the log index of this connection's last committed write (WAIT).
+    pub last_write_index: u64,
+    /// Replicated node: WAIT asked for this many replicas by this deadline.
+    pub wait_replicas: Option<(usize, Option<tokio::time::Instant>)>,
 }
 
 impl ConnState {
@@ -85,6 +100,40 @@ impl ConnState {
     pub fn waited(&mut self) {
         self.clock_mark = None;
         self.read_now.set(0);
+        // Requests read from now on may be newer than the last read fence.
+        self.fenced = false;
+        self.fence_error = None;
+    }
+}
+
+/// Runs one request to the end on a standalone or replicated node: commits pending
+/// writes or waits for a read fence when `execute` asks for it, and settles a direct
+/// handler's pending reply at once (it may block the connection).
+async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
+    loop {
+        match cmd::execute(node, state, args, out) {
+            cmd::Exec::Done => {}
+            cmd::Exec::Commit => {
+                pending::commit(node, state, out).await;
+                continue;
+            }
+            cmd::Exec::Fence => {
+                pending::fence(node, state).await;
+                continue;
+            }
+        }
+        let custom = state.pending.last().is_some_and(|p| matches!(p.render, pending::Render::Custom(_)));
+        if custom || state.pending.len() >= pending::MAX_PENDING {
+            pending::commit(node, state, out).await;
+        }
+        if let (Some((want, deadline)), Some(r)) = (state.wait_replicas.take(), node.replica()) {
+            let held = r.group.replicas_holding(state.last_write_index, want, deadline).await;
+            state.waited();
+            out.int(held as i64);
+        }
+        if !std::mem::take(&mut state.rerun) {
+            break;
+        }
     }
 }
 
@@ -113,6 +162,12 @@ pub async fn serve(
         clock_mark: None,
         read_now: std::cell::Cell::new(0),
         tracking: false,
+        pending: Vec::new(),
+        fenced: false,
+        fence_error: None,
+        rerun: false,
+        last_write_index: 0,
+        wait_replicas: None,
     };
     let mut parser = RequestParser::new(node.limits.proto_max_bulk_len.load(Ordering::Relaxed), authenticated);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -125,7 +180,7 @@ pub async fn serve(
         loop {
             match parser.next(&mut rbuf, &mut args) {
                 Ok(true) => {
-                    cmd::execute(&node, &mut state, &args, &mut out);
+                    run(&node, &mut state, &args, &mut out).await;
                     if state.blocked.is_some() {
                         // Nothing after a blocked command runs until it is served (Redis
                         // keeps reading, and so do we, but executes no more).
@@ -166,6 +221,9 @@ pub async fn serve(
             }
         }
         args.clear();
+        if !state.pending.is_empty() {
+            pending::commit(&node, &mut state, &mut out).await;
+        }
         publish_counts(&node, &mut state);
         if !out.buf.is_empty() && !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, true).await {
             break;
@@ -266,7 +324,7 @@ async fn wait_unblocked(
     loop {
         watch.reset();
         state.waited();
-        cmd::execute(node, state, args, out);
+        run(node, state, args, out).await;
         if state.blocked.take().is_none() {
             break;
         }

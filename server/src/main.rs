@@ -1,5 +1,5 @@
 //! The `prism` binary: parses the command line and config file, then runs a node until
-//! SIGINT or SIGTERM; `prism load` bulk-loads CSV files into a running node (load.rs).
+//! SIGINT or SIGTERM; `prism load` bulk-loads CSV or Parquet files into a running node (load.rs).
 
 mod load;
 
@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Run a node (the default when no subcommand is given).
     Serve(ServeArgs),
-    /// Bulk-load vertices and edges from CSV files into a running node or cluster.
+    /// Bulk-load vertices and edges from CSV or Parquet files into a running node or cluster.
     Load(load::LoadArgs),
 }
 
@@ -83,6 +83,23 @@ struct ServeArgs {
     /// Worker threads serving connections (0: one per core).
     #[arg(long)]
     threads: Option<String>,
+    /// This node's Raft id in its shard group (non-zero, unique in the fleet).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// The shard group's members: "<id>@<host>:<port>[@<peer port>],..." (this node
+    /// included; peer port defaults to port + 10000). Unset: a standalone node.
+    #[arg(long)]
+    raft_group: Option<String>,
+    /// Raft leader heartbeat in milliseconds (elections after 4x-8x of it).
+    #[arg(long)]
+    raft_heartbeat_ms: Option<String>,
+    /// Raft log durability: always (fsync before acknowledging, the default) or everysec
+    /// (may lose up to a second of acknowledged writes on power loss).
+    #[arg(long)]
+    appendfsync: Option<String>,
+    /// TEST ONLY: serve leader reads without read-index (breaks linearizability).
+    #[arg(long, hide = true)]
+    unsafe_stale_reads: Option<String>,
 }
 
 impl ServeArgs {
@@ -108,6 +125,11 @@ impl ServeArgs {
             ("loglevel", self.loglevel),
             ("hz", self.hz),
             ("threads", self.threads),
+            ("node-id", self.node_id),
+            ("raft-group", self.raft_group),
+            ("raft-heartbeat-ms", self.raft_heartbeat_ms),
+            ("unsafe-stale-reads", self.unsafe_stale_reads),
+            ("appendfsync", self.appendfsync),
         ];
         for (key, value) in flags {
             if let Some(v) = value {

@@ -1,12 +1,13 @@
 //! A node's shared state, and its write path.
 //!
-//! [`Node::write`] is the single seam between commands and state changes: a write
-//! command hands it an [`Op`], it stamps the time and applies the [`Write`] to the
-//! engine. The replication issue replaces the body with "propose to the shard's Raft
-//! group, await apply"; command handlers do not change.
+//! A standalone node applies writes itself: [`Node::write`] stamps the time and applies
+//! the [`Write`] to the engine. A node in a replicated shard group ([`Node::replica`])
+//! never does: its connections hand writes to the group ([`crate::replica`]), and the
+//! group's state machine applies committed ones through [`Node::apply_committed`]. Both
+//! paths end in the same [`Node::apply_write`], so watchers are told the same way.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -54,7 +55,10 @@ pub struct Limits {
 }
 
 pub struct Node {
-    pub keyspace: Keyspace,
+    /// Shared with the shard group's state machine when the node is replicated.
+    pub keyspace: Arc<Keyspace>,
+    /// Set once at start when the node is a member of a replicated shard group.
+    pub replica: OnceLock<Arc<crate::replica::Replica>>,
     pub clock: Arc<dyn Clock>,
     pub config: RwLock<Config>,
     pub limits: Limits,
@@ -90,7 +94,8 @@ impl Node {
         };
         let cmd_stats = crate::stats::CommandStats::new(&config);
         Node {
-            keyspace: Keyspace::new(),
+            keyspace: Arc::new(Keyspace::new()),
+            replica: OnceLock::new(),
             clock,
             config: RwLock::new(config),
             limits,
@@ -113,7 +118,14 @@ impl Node {
         self.clock.now_ms()
     }
 
-    /// Applies a write and returns its output. The only way state changes.
+    /// The shard group this node is a member of, if replicated.
+    #[inline]
+    pub fn replica(&self) -> Option<&crate::replica::Replica> {
+        self.replica.get().map(|r| &**r)
+    }
+
+    /// Applies a write and returns its output: the only way a standalone node's state
+    /// changes. A replicated node's writes go through its group; this refuses them.
     pub fn write(&self, op: Op) -> Output {
         self.write_at(op, self.now_ms())
     }
@@ -133,8 +145,22 @@ impl Node {
     }
 
     fn write_hooked_at(&self, op: Op, now_ms: u64, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
-        let w = Write { now_ms, op };
-        let out = self.keyspace.apply_hooked(&w, scope, &mut TouchWatchers { node: self, inner: hooks });
+        if self.replica().is_some() {
+            // Every replicated write must be a log entry; reaching here is a bug, answered
+            // as an error rather than applied to one member only.
+            tracing::error!("a write bypassed the shard group");
+            return Some(Output::Err(prism_engine::OpError::NotReplicated));
+        }
+        self.apply_write(&Write { now_ms, op }, scope, hooks)
+    }
+
+    /// Applies a committed write of the shard group (the state machine's apply hook).
+    pub fn apply_committed(&self, w: &Write) -> Output {
+        self.apply_write(w, LockScope::Op, &mut NoHooks).unwrap_or(Output::Nil)
+    }
+
+    fn apply_write(&self, w: &Write, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
+        let out = self.keyspace.apply_hooked(w, scope, &mut TouchWatchers { node: self, inner: hooks });
         // A load first keeps the common case (no new peak) a read of a shared line.
         let used = self.keyspace.used_memory();
         if used > self.stats.used_memory_peak.load(Ordering::Relaxed) {

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::conn;
 use crate::node::{random_hex_id, Node};
+use crate::replica::Replica;
 use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum StartError {
     DataDir { path: String, source: io::Error },
     #[error("cannot read requirepass-file {path}: {why}")]
     Password { path: String, why: String },
+    #[error("cannot join the shard group: {0}")]
+    Raft(String),
 }
 
 /// A running node.
@@ -47,6 +50,9 @@ impl ServerHandle {
         let _ = self.stop.send(true);
         // Every task holds a sender; recv() returns None once all have dropped.
         let _ = self.done.recv().await;
+        if let Some(replica) = self.node.replica() {
+            replica.shutdown().await;
+        }
     }
 }
 
@@ -69,7 +75,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     let mut config = config;
     config.port = addr.port();
     let topology = Topology::single(node_id, ip, addr.port());
+    let replication = config.clone();
     let node = Arc::new(Node::new(config, clock, password, topology));
+    if let Some(replica) = Replica::start(&node, &replication).await.map_err(StartError::Raft)? {
+        let _ = node.replica.set(replica);
+    }
 
     let (stop, stop_rx) = watch::channel(false);
     let (done_tx, done) = mpsc::channel::<()>(1);
@@ -142,9 +152,23 @@ async fn active_expiry(node: Arc<Node>, mut stop: watch::Receiver<bool>, _done: 
             _ = tokio::time::sleep(Duration::from_millis(1000 / hz as u64)) => {}
             _ = stop.changed() => return,
         }
+        let replica = node.replica();
+        // Only a leader removes keys (through the log); replicas' reads skip expired keys.
+        if replica.is_some_and(|r| !r.is_leader()) {
+            continue;
+        }
         let expired = node.keyspace.find_expired(&mut cursor, node.now_ms(), BUDGET);
-        if !expired.is_empty() {
-            node.write(Op::PurgeExpired { keys: expired });
+        if expired.is_empty() {
+            continue;
+        }
+        let op = Op::PurgeExpired { keys: expired };
+        match replica {
+            None => {
+                node.write(op);
+            }
+            Some(r) => {
+                let _ = r.group.write(vec![prism_engine::Write { now_ms: node.now_ms(), op }]).await;
+            }
         }
     }
 }

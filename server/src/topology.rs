@@ -64,6 +64,18 @@ impl Topology {
         }
     }
 
+    /// One shard owning every slot, served by `nodes` (a replicated group; the primary,
+    /// if any, is the group's current leader).
+    pub fn group(nodes: Vec<ClusterNode>, myself: usize, epoch: u64) -> Topology {
+        Topology {
+            nodes,
+            shards: vec![(format!("{:040x}", 1), vec![(0, SLOT_COUNT as u16 - 1)])],
+            slot_shard: vec![0; SLOT_COUNT],
+            myself,
+            current_epoch: epoch,
+        }
+    }
+
     pub fn myself(&self) -> &ClusterNode {
         &self.nodes[self.myself]
     }

@@ -6,6 +6,10 @@
 //! implementation independent of the server's own reply writer, so a malformed reply
 //! fails the test instead of being read the way it was written.
 
+pub mod fleet;
+pub mod history;
+pub mod linearizable;
+pub mod netproxy;
 pub mod redis_server;
 pub mod rng;
 

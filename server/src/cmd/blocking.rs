@@ -22,7 +22,7 @@ use prism_engine::zset::ZSetOp;
 use prism_engine::{Op, Output};
 
 use super::{arg_f64, is, parse_mpop, CmdError, CmdResult, Ctx};
-use crate::conn::{Blocked, TimeoutReply};
+use crate::conn::{Blocked, ConnState, TimeoutReply};
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 
 const fn blocking(
@@ -106,8 +106,8 @@ pub fn any_exists(ctx: &Ctx<'_>, keys: &[Bytes]) -> bool {
 }
 
 /// Marks the connection blocked on `keys`.
-pub fn block(ctx: &mut Ctx<'_>, keys: &[Bytes], deadline: Option<tokio::time::Instant>, on_timeout: TimeoutReply) {
-    ctx.conn.blocked = Some(Blocked { keys: keys.to_vec(), deadline, on_timeout });
+pub fn block(conn: &mut ConnState, keys: &[Bytes], deadline: Option<tokio::time::Instant>, on_timeout: TimeoutReply) {
+    conn.blocked = Some(Blocked { keys: keys.to_vec(), deadline, on_timeout });
 }
 
 fn bzpop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) {
@@ -117,26 +117,28 @@ fn bzpop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) {
     };
     let keys = &args[1..args.len() - 1];
     if !any_exists(ctx, keys) {
-        return block(ctx, keys, deadline, TimeoutReply::NullArray);
+        return block(ctx.conn, keys, deadline, TimeoutReply::NullArray);
     }
-    match ctx.node.write(Op::SortedSets(ZSetOp::MPop { keys: keys.to_vec(), max, count: 1 })) {
+    let keys = keys.to_vec();
+    let op = Op::SortedSets(ZSetOp::MPop { keys: keys.clone(), max, count: 1 });
+    ctx.write_then(op, move |conn, out, o| match o {
         // [key, [[member, score]]] -> [key, member, score]
         Output::Array(kv) => match kv.as_slice() {
             [key, Output::Array(items)] => match items.first() {
                 Some(Output::Array(pair)) if pair.len() == 2 => {
-                    ctx.out.array(3);
-                    ctx.out.output(key);
-                    ctx.out.output(&pair[0]);
-                    ctx.out.output(&pair[1]);
+                    out.array(3);
+                    out.output(key);
+                    out.output(&pair[0]);
+                    out.output(&pair[1]);
                 }
-                _ => block(ctx, keys, deadline, TimeoutReply::NullArray),
+                _ => block(conn, &keys, deadline, TimeoutReply::NullArray),
             },
-            _ => block(ctx, keys, deadline, TimeoutReply::NullArray),
+            _ => block(conn, &keys, deadline, TimeoutReply::NullArray),
         },
-        Output::Err(e) => ctx.out.error(&e.to_string()),
+        Output::Err(e) => out.error(&e.to_string()),
         // Emptied by someone else between the read and the write: wait again.
-        _ => block(ctx, keys, deadline, TimeoutReply::NullArray),
-    }
+        _ => block(conn, &keys, deadline, TimeoutReply::NullArray),
+    });
 }
 
 fn bzpopmin(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -158,12 +160,12 @@ fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Err(e) => return ctx.out.error(&e.0),
     };
     if !any_exists(ctx, &keys) {
-        return block(ctx, &keys, deadline, TimeoutReply::NullArray);
+        return block(ctx.conn, &keys, deadline, TimeoutReply::NullArray);
     }
-    match ctx.node.write(Op::SortedSets(ZSetOp::MPop { keys: keys.clone(), max, count })) {
-        Output::Nil => block(ctx, &keys, deadline, TimeoutReply::NullArray),
-        out => ctx.out.output(&out),
-    }
+    ctx.write_then(Op::SortedSets(ZSetOp::MPop { keys: keys.clone(), max, count }), move |conn, out, o| match o {
+        Output::Nil => block(conn, &keys, deadline, TimeoutReply::NullArray),
+        o => out.output(&o),
+    });
 }
 
 fn bpop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End) {
@@ -173,21 +175,22 @@ fn bpop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End) {
     };
     let keys = &args[1..args.len() - 1];
     if !any_exists(ctx, keys) {
-        return block(ctx, keys, deadline, TimeoutReply::NullArray);
+        return block(ctx.conn, keys, deadline, TimeoutReply::NullArray);
     }
-    match ctx.node.write(Op::Lists(ListOp::MPop { keys: keys.to_vec(), end, count: 1 })) {
+    let keys = keys.to_vec();
+    ctx.write_then(Op::Lists(ListOp::MPop { keys: keys.clone(), end, count: 1 }), move |conn, out, o| match o {
         // [key, [element]] -> [key, element]
         Output::Array(kv) => match kv.as_slice() {
             [key, Output::Array(items)] if items.len() == 1 => {
-                ctx.out.array(2);
-                ctx.out.output(key);
-                ctx.out.output(&items[0]);
+                out.array(2);
+                out.output(key);
+                out.output(&items[0]);
             }
-            _ => block(ctx, keys, deadline, TimeoutReply::NullArray),
+            _ => block(conn, &keys, deadline, TimeoutReply::NullArray),
         },
-        Output::Err(e) => ctx.out.error(&e.to_string()),
-        _ => block(ctx, keys, deadline, TimeoutReply::NullArray),
-    }
+        Output::Err(e) => out.error(&e.to_string()),
+        _ => block(conn, &keys, deadline, TimeoutReply::NullArray),
+    });
 }
 
 fn blpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -215,12 +218,15 @@ fn bmove(ctx: &mut Ctx<'_>, src: &Bytes, dst: &Bytes, from: End, to: End, timeou
     };
     let keys = [src.clone()];
     if !any_exists(ctx, &keys) {
-        return block(ctx, &keys, deadline, TimeoutReply::Null);
+        return block(ctx.conn, &keys, deadline, TimeoutReply::Null);
     }
-    match ctx.node.write(Op::Lists(ListOp::Move { src: src.clone(), dst: dst.clone(), from, to })) {
-        Output::Nil => block(ctx, &keys, deadline, TimeoutReply::Null),
-        out => ctx.out.output(&out),
-    }
+    ctx.write_then(
+        Op::Lists(ListOp::Move { src: src.clone(), dst: dst.clone(), from, to }),
+        move |conn, out, o| match o {
+            Output::Nil => block(conn, &keys, deadline, TimeoutReply::Null),
+            o => out.output(&o),
+        },
+    );
 }
 
 fn blmove(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -245,10 +251,10 @@ fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Err(e) => return ctx.out.error(&e.0),
     };
     if !any_exists(ctx, &keys) {
-        return block(ctx, &keys, deadline, TimeoutReply::NullArray);
+        return block(ctx.conn, &keys, deadline, TimeoutReply::NullArray);
     }
-    match ctx.node.write(Op::Lists(ListOp::MPop { keys: keys.clone(), end, count })) {
-        Output::Nil => block(ctx, &keys, deadline, TimeoutReply::NullArray),
-        out => ctx.out.output(&out),
-    }
+    ctx.write_then(Op::Lists(ListOp::MPop { keys: keys.clone(), end, count }), move |conn, out, o| match o {
+        Output::Nil => block(conn, &keys, deadline, TimeoutReply::NullArray),
+        o => out.output(&o),
+    });
 }

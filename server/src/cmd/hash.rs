@@ -212,10 +212,10 @@ fn hmset(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(pairs) => Op::HSet { key: args[1].clone(), pairs, nx: false },
         Err(e) => return ctx.fail(e),
     };
-    match ctx.node.write(op) {
-        Output::Err(e) => ctx.fail(CmdError::from(e)),
-        _ => ctx.out.ok(),
-    }
+    ctx.write_then(op, |conn, out, o| match o {
+        Output::Err(e) => super::fail(conn, out, CmdError::from(e)),
+        _ => out.ok(),
+    });
 }
 
 fn hdel(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {

@@ -214,11 +214,11 @@ fn bulk_elem(out: &mut ReplyWriter, e: Elem<'_>) {
 
 /// Applies `op` and renders its output; with `null_array`, a nil output is a null array.
 fn write_op(ctx: &mut Ctx<'_>, op: ListOp, null_array: bool) {
-    match ctx.node.write(Op::Lists(op)) {
-        Output::Err(e) => ctx.fail(e.into()),
-        Output::Nil if null_array => ctx.out.null_array(),
-        out => ctx.out.output(&out),
-    }
+    ctx.write_then(Op::Lists(op), move |conn, out, o| match o {
+        Output::Err(e) => super::fail(conn, out, e.into()),
+        Output::Nil if null_array => out.null_array(),
+        o => out.output(&o),
+    });
 }
 
 /// Runs `f` on the list under `key`, as [`Ctx::read_typed`].

@@ -27,10 +27,11 @@ pub mod zset;
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use prism_engine::{Op, Slot};
+use prism_engine::{Op, Output, Slot, Write};
 
 use crate::conn::ConnState;
 use crate::node::Node;
+use crate::pending::{Pending, Render};
 use crate::resp::ReplyWriter;
 use crate::table::{self, flag, CommandSpec, Handler};
 use crate::topology::Route;
@@ -57,11 +58,29 @@ impl Ctx<'_> {
         }
     }
 
-    /// Applies a write now and renders its output. For handlers that must write as part
-    /// of a larger reply; plain write commands return their op instead.
-    pub fn write(&mut self, op: Op) {
-        let out = self.node.write(op);
-        self.out.output(&out);
+    /// Applies `op` and renders its output with `render`: now on a standalone node; on a
+    /// replicated one once the shard group committed it (the connection runs `render`
+    /// then, in request order). For direct handlers whose reply is not the plain rendering
+    /// of the output; they must write nothing to the reply after calling this.
+    pub fn write_then(
+        &mut self,
+        op: Op,
+        render: impl FnOnce(&mut ConnState, &mut crate::resp::ReplyWriter, Output) + Send + 'static,
+    ) {
+        let now_ms = self.now_ms();
+        if self.node.replica().is_none() {
+            let output = self.node.write_at(op, now_ms);
+            return render(self.conn, self.out, output);
+        }
+        let mut slot = None;
+        op.for_each_key(|k| {
+            slot.get_or_insert_with(|| Slot::of_key(k));
+        });
+        self.conn.pending.push(Pending {
+            write: Some(Write { now_ms, op }),
+            slot,
+            render: Render::Custom(Box::new(render)),
+        });
     }
 
     /// Replies an error and counts it for INFO.
@@ -130,11 +149,60 @@ impl From<prism_engine::OpError> for CmdError {
     }
 }
 
-/// Runs one request and writes its reply.
-pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
+/// What a request needs before it can run on a replicated node (see [`execute`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Exec {
+    /// It ran (or was refused, or its write is pending with the group).
+    Done,
+    /// Writes handed to the group must commit and render first: run those, then this
+    /// request again.
+    Commit,
+    /// A linearizable read: wait for a read fence, then run this request again.
+    Fence,
+}
+
+/// Runs one request and writes its reply, or says what must happen first.
+///
+/// On a replicated node, writes are not applied here: they join the connection's pending
+/// writes, which the connection hands to the shard group in one proposal. Replies stay
+/// in request order: while writes are pending, only further plain writes run (their
+/// errors are queued behind them too); anything else first waits for the pending writes
+/// ([`Exec::Commit`]). Reads on the leader wait for a read fence ([`Exec::Fence`]).
+pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) -> Exec {
+    let spec = table::lookup(&args[0]);
+    if !conn.pending.is_empty() && !spec.is_some_and(|s| matches!(s.handler, Handler::Write(_))) {
+        return Exec::Commit;
+    }
     conn.commands += 1;
-    let Some(spec) = table::lookup(&args[0]) else {
-        return reject(node, conn, out, args, unknown_command(args));
+    let Some(spec) = spec else {
+        reject(node, conn, out, args, unknown_command(args));
+        return Exec::Done;
+    };
+    execute_spec(node, conn, args, out, spec)
+}
+
+fn execute_spec(
+    node: &Node,
+    conn: &mut ConnState,
+    args: &[Bytes],
+    out: &mut ReplyWriter,
+    spec: &'static CommandSpec,
+) -> Exec {
+    execute_checked(node, conn, args, out, spec).unwrap_or(Exec::Done)
+}
+
+/// [`execute`] past the lookup; `None` when the request was refused (reply written).
+fn execute_checked(
+    node: &Node,
+    conn: &mut ConnState,
+    args: &[Bytes],
+    out: &mut ReplyWriter,
+    spec: &'static CommandSpec,
+) -> Option<Exec> {
+    let reject = |node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Bytes], e: CmdError| {
+        reject(node, conn, out, args, e);
+        None
     };
     if !spec.arity_ok(args.len()) {
         let e = CmdError::msg(format!("ERR wrong number of arguments for '{}' command", spec.name));
@@ -173,17 +241,38 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         },
         _ => (spec, spec.name),
     };
-    let shard = match route(node, spec, args) {
+    let shard = match route(node, spec, args, conn.readonly) {
         Ok(shard) => shard,
         Err(e) => return reject(node, conn, out, args, e),
     };
+    if let Some(r) = node.replica() {
+        // A keyless write (FLUSHALL ...) on a member that does not lead.
+        if shard.is_none() && spec.has(flag::WRITE) && !r.is_leader() {
+            let e = r.redirect(None, r.group.leadership().leader);
+            return reject(node, conn, out, args, e);
+        }
+    }
     if (spec.has(flag::DENYOOM) || multi::rejects_on_oom(conn, spec)) && node.over_maxmemory() {
         let e = CmdError::msg("OOM command not allowed when used memory > 'maxmemory'.");
         return reject(node, conn, out, args, e);
     }
     // Inside MULTI, a command that passed the checks above waits for EXEC.
     if conn.multi.is_some() && multi::queues(spec) {
-        return multi::queue(conn, out, spec, full_name, args, shard);
+        multi::queue(conn, out, spec, full_name, args, shard);
+        return None;
+    }
+    if let Some(r) = node.replica() {
+        // Reads on the leader are linearizable: one read fence per batch of requests.
+        if spec.has(flag::READONLY) && r.is_leader() && !r.stale_reads && !conn.fenced {
+            match &conn.fence_error {
+                Some(e) => {
+                    let slot = spec.key_indexes_in(args).next().map(|i| Slot::of_key(&args[i]));
+                    let e = r.read_error(e, slot);
+                    return reject(node, conn, out, args, e);
+                }
+                None => return Some(Exec::Fence),
+            }
+        }
     }
     if matches!(spec.name, "reset" | "quit") {
         multi::reset(node, conn);
@@ -194,6 +283,11 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
     match spec.handler {
         Handler::Direct(f) => f(&mut ctx, args),
         Handler::Write(f) => match f(&mut ctx, args) {
+            Ok(op) if node.replica().is_some() => {
+                let slot = spec.key_indexes_in(args).next().map(|i| Slot::of_key(&args[i]));
+                let write = Write { now_ms: ctx.now_ms(), op };
+                ctx.conn.pending.push(Pending { write: Some(write), slot, render: Render::Output });
+            }
             Ok(op) => {
                 let result = node.write_at(op, ctx.now_ms());
                 if matches!(result, prism_engine::Output::Err(_)) {
@@ -208,6 +302,7 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         Handler::Container(_) => command::all(&mut ctx),
     }
     crate::stats::ran(node, ctx.conn, ctx.out, spec, args, mark, started);
+    Some(Exec::Done)
 }
 
 /// A request refused before it ran. Inside MULTI this marks the transaction failed, and a
@@ -218,9 +313,14 @@ fn reject(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Byte
     fail(conn, out, e)
 }
 
-fn fail(conn: &mut ConnState, out: &mut ReplyWriter, e: CmdError) {
+/// Replies an error; behind pending writes, it waits its turn with them.
+pub(crate) fn fail(conn: &mut ConnState, out: &mut ReplyWriter, e: CmdError) {
     conn.errors += 1;
-    out.error(&e.0);
+    if conn.pending.is_empty() {
+        out.error(&e.0);
+    } else {
+        conn.pending.push(Pending { write: None, slot: None, render: Render::Error(e) });
+    }
 }
 
 /// `container|sub` as a static string, for CLIENT LIST's `cmd=`.
@@ -244,7 +344,7 @@ fn sub_name(container: &'static CommandSpec, sub: &'static CommandSpec) -> &'sta
 
 /// Checks that every key of the request is served here and that all of them live in one
 /// shard; returns that shard (`None` for a keyless request).
-fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<Option<usize>> {
+fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], readonly: bool) -> CmdResult<Option<usize>> {
     let mut keys = spec.key_indexes_in(args);
     let Some(first) = keys.next() else {
         return Ok(None);
@@ -263,7 +363,15 @@ fn route(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> CmdResult<Option<us
         }
     }
     match first_route {
-        Route::Local(shard) => Ok(Some(shard)),
+        Route::Local(shard) => {
+            // A member that does not lead serves only READONLY reads itself.
+            if let Some(r) = node.replica() {
+                if (spec.has(flag::WRITE) || !readonly) && !r.is_leader() {
+                    return Err(r.redirect(Some(first_slot), r.group.leadership().leader));
+                }
+            }
+            Ok(Some(shard))
+        }
         Route::Moved(shard) => {
             let target = topology.primary_of(shard).map(|n| format!("{}:{}", n.ip, n.port));
             match target {

@@ -270,6 +270,9 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     }
     ctx.conn.commands += t.queue.len() as u64;
     let (ops, steps) = plan(ctx, &t.queue);
+    if ctx.node.replica().is_some() {
+        return exec_replicated(ctx, ops, steps);
+    }
     let (all_slots, slots) = lock_set(&t.queue, &ctx.conn.watching);
     let scope = if all_slots { LockScope::All } else { LockScope::With(&slots) };
     let node = ctx.node;
@@ -312,6 +315,44 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) {
             }
         }
     }
+}
+
+/// EXEC on a replicated node: the transaction's writes are one `Op::Multi` proposed to
+/// the shard group, so every member applies them together. Not yet here: reads and
+/// direct-reply commands inside the transaction (they would have to run at apply time on
+/// the leader) and WATCH (its check would have to be part of the log entry to be
+/// decided the same way on every member); both are refused rather than run unsafely.
+fn exec_replicated(ctx: &mut Ctx<'_>, ops: Vec<Op>, steps: Vec<Step>) {
+    let watched = !ctx.conn.watching.keys.is_empty();
+    unwatch_all(ctx.node, ctx.conn);
+    if watched || steps.iter().any(|s| matches!(s, Step::Run)) {
+        ctx.conn.errors += 1;
+        return ctx
+            .out
+            .error("ERR on a replicated shard, EXEC supports write commands only, without WATCH (not yet replicated)");
+    }
+    let failed: Vec<Option<CmdError>> =
+        steps.into_iter().map(|s| if let Step::Failed(e) = s { Some(e) } else { None }).collect();
+    ctx.write_then(Op::Multi(ops), move |conn, out, o| {
+        let Output::Array(outputs) = o else { return out.output(&o) };
+        let mut outputs = outputs.into_iter();
+        out.array(failed.len());
+        for f in failed {
+            match f {
+                Some(e) => {
+                    conn.errors += 1;
+                    out.error(&e.0);
+                }
+                None => {
+                    let o = outputs.next().unwrap_or(Output::Nil);
+                    if matches!(o, Output::Err(_)) {
+                        conn.errors += 1;
+                    }
+                    out.output(&o);
+                }
+            }
+        }
+    });
 }
 
 /// The ops of the write commands, in order, and each command's step.

@@ -16,9 +16,10 @@
 //!   the current client closes it after this reply is written, as QUIT does. A killed
 //!   client is left out of CLIENT LIST and KILL at once, as Redis frees it at once, even
 //!   though its task may not have closed its socket yet.
-//! - WAIT replies the number of replicas that acknowledged, which is 0 until
-//!   replication exists, and it replies at once instead of blocking for the timeout:
-//!   no replica can ever acknowledge, so waiting would only stall the client.
+//! - WAIT replies how many other members of the shard group hold the connection's last
+//!   committed write, waiting (up to the timeout; 0: for ever) until that many do. A
+//!   standalone node, or a member that does not lead, has no replicas and answers 0 at
+//!   once: no replica can ever acknowledge, so waiting would only stall the client.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -296,6 +297,7 @@ const SECTIONS: &[&str] = &[
     "errorstats",
     "cluster",
     "keyspace",
+    "raft",
 ];
 /// Sections printed only by `INFO all`/`everything` or by name, as in Redis.
 const NOT_DEFAULT: &[&str] = &["commandstats"];
@@ -318,7 +320,8 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     ctx.node.cmd_stats.publish(&mut ctx.conn.cmd_stats);
     let mut text = String::with_capacity(2048);
     for (i, name) in SECTIONS.iter().enumerate() {
-        if !wanted[i] {
+        // Only a replicated node has the raft section (a standalone one keeps Redis's shape).
+        if !wanted[i] || (*name == "raft" && ctx.node.replica().is_none()) {
             continue;
         }
         if !text.is_empty() {
@@ -412,10 +415,23 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
         }
         "replication" => {
             s.push_str("# Replication\r\n");
-            field!("role", "master");
-            field!("connected_slaves", 0);
-            field!("master_replid", node.repl_id);
-            field!("master_repl_offset", 0);
+            match node.replica() {
+                Some(r) => {
+                    r.info_replication(s);
+                    field!("master_replid", node.repl_id);
+                }
+                None => {
+                    field!("role", "master");
+                    field!("connected_slaves", 0);
+                    field!("master_replid", node.repl_id);
+                    field!("master_repl_offset", 0);
+                }
+            }
+        }
+        "raft" => {
+            if let Some(r) = node.replica() {
+                r.info_raft(s);
+            }
         }
         "cpu" => {
             s.push_str("# CPU\r\n");
@@ -883,13 +899,23 @@ fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     if let Err(e) = arg_i64(&args[1]) {
         return error(ctx, &e.0);
     }
-    match arg_i64(&args[2]) {
+    let timeout = match arg_i64(&args[2]) {
         Ok(t) if t < 0 => return error(ctx, "ERR timeout is negative"),
-        Ok(_) => {}
+        Ok(t) => t as u64,
         Err(_) => return error(ctx, "ERR timeout is not an integer or out of range"),
+    };
+    let Some(r) = ctx.node.replica() else {
+        // A standalone node has no replicas: none has acknowledged anything.
+        return ctx.out.int(0);
+    };
+    if !r.is_leader() {
+        return ctx.out.int(0);
     }
-    // No replicas exist, so none has acknowledged anything (see the module doc).
-    ctx.out.int(0);
+    // The connection waits for the group's replicas and answers (see `conn::run`); a
+    // write it acknowledged is already on a majority, so WAIT 1 returns at once.
+    let want = arg_i64(&args[1]).map_or(0, |n| n.clamp(0, 1 << 20) as usize);
+    let deadline = (timeout > 0).then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout));
+    ctx.conn.wait_replicas = Some((want, deadline));
 }
 
 #[cfg(test)]

@@ -281,14 +281,14 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         _ => return ctx.fail(CmdError::SYNTAX),
     };
     let seed = rand::rng().random();
-    match ctx.node.write(Op::Sets(SetOp::Pop { key: args[1].clone(), count, seed })) {
-        Output::Err(e) => ctx.fail(e.into()),
+    ctx.write_then(Op::Sets(SetOp::Pop { key: args[1].clone(), count, seed }), |conn, out, o| match o {
+        Output::Err(e) => super::fail(conn, out, e.into()),
         Output::Array(items) => {
-            ctx.out.set(items.len());
-            items.iter().for_each(|i| ctx.out.output(i));
+            out.set(items.len());
+            items.iter().for_each(|i| out.output(i));
         }
-        other => ctx.out.output(&other),
-    }
+        other => out.output(&other),
+    });
 }
 
 fn smembers(ctx: &mut Ctx<'_>, args: &[Bytes]) {

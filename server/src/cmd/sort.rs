@@ -73,10 +73,10 @@ fn run(ctx: &mut Ctx<'_>, args: &[Bytes], readonly: bool) {
             if let Err(e) = same_shard(ctx, key, &dst) {
                 return fail(ctx, e);
             }
-            match ctx.node.write(Op::SortStore { key: key.clone(), dst, spec }) {
-                Output::Err(e) => fail(ctx, e.into()),
-                out => ctx.out.output(&out),
-            }
+            ctx.write_then(Op::SortStore { key: key.clone(), dst, spec }, |conn, out, o| match o {
+                Output::Err(e) => super::fail(conn, out, e.into()),
+                o => out.output(&o),
+            });
         }
         None => {
             let now = ctx.now_ms();

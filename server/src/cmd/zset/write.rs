@@ -84,11 +84,12 @@ fn pop_command(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) {
         Some(None) => return ctx.fail(CmdError::msg("ERR value is out of range, must be positive")),
     };
     let op = ZSetOp::Pop { key: args[1].clone(), max, count: count.unwrap_or(1) };
-    match ctx.node.write(Op::SortedSets(op)) {
-        Output::Array(items) => write_popped(ctx.out, &items, count.is_some()),
-        Output::Err(e) => ctx.fail(e.into()),
-        other => ctx.out.output(&other),
-    }
+    let counted = count.is_some();
+    ctx.write_then(Op::SortedSets(op), move |conn, out, o| match o {
+        Output::Array(items) => write_popped(out, &items, counted),
+        Output::Err(e) => crate::cmd::fail(conn, out, e.into()),
+        other => out.output(&other),
+    });
 }
 
 pub(super) fn zpopmin(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -121,11 +122,11 @@ pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(op) => op,
         Err(e) => return ctx.fail(e),
     };
-    match ctx.node.write(Op::SortedSets(op)) {
-        Output::Nil => ctx.out.null_array(),
-        Output::Err(e) => ctx.fail(e.into()),
-        other => ctx.out.output(&other),
-    }
+    ctx.write_then(Op::SortedSets(op), |conn, out, o| match o {
+        Output::Nil => out.null_array(),
+        Output::Err(e) => crate::cmd::fail(conn, out, e.into()),
+        other => out.output(&other),
+    });
 }
 
 pub(super) fn zremrangebyrank(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {

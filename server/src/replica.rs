@@ -1,0 +1,261 @@
+//! This node's membership in a replicated shard group (issue 5): starting it from the
+//! configuration, what a member answers when it cannot serve a request itself, and the
+//! group's INFO sections.
+//!
+//! The node runs one group today (every slot, three members); the fleet issue runs many
+//! groups per node over the same log database and peer network.
+//!
+//! Invariants:
+//! - A member that does not lead never applies a client write itself: writes go to the
+//!   group ([`prism_replication::ShardGroup::write`]), and committed writes reach the
+//!   engine only through the state machine ([`NodeApply`]), on every member alike.
+//! - Redirections come from the last leader Raft reported: `-MOVED <slot> <leader>` for a
+//!   keyed command (a write, or a read without READONLY), `-TRYAGAIN` while no leader is
+//!   known; neither is ever sent for a write that may have been appended.
+//! - Node ids in the cluster protocol are derived from the Raft node id, so every member
+//!   names every other the same way, across restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use prism_engine::{Keyspace, Output, Slot, Write};
+use prism_replication::{
+    ApplyHook, Durability, GroupOptions, Groups, Host, KeyspaceStateMachine, Leadership, LogDb, PeerNetwork, PeerNode,
+    ServerState, ShardGroup, WriteError,
+};
+
+use crate::cmd::CmdError;
+use crate::config::{Config, GroupMember};
+use crate::node::Node;
+use crate::topology::{ClusterNode, Topology};
+
+/// The one group a node hosts today.
+pub const GROUP: u32 = 0;
+
+pub struct Replica {
+    pub group: ShardGroup,
+    pub me: u64,
+    pub members: Vec<GroupMember>,
+    /// TEST ONLY (`unsafe-stale-reads`): skip read-index on the leader.
+    pub stale_reads: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The state machine's apply hook: committed writes go through the node, which tells
+/// blocked clients and WATCHers under the write's locks.
+struct NodeApply(Weak<Node>);
+
+impl ApplyHook for NodeApply {
+    fn apply(&self, keyspace: &Keyspace, write: &Write) -> Output {
+        match self.0.upgrade() {
+            Some(node) => node.apply_committed(write),
+            // The node is going away; the log keeps the write for the next start.
+            None => keyspace.apply(write),
+        }
+    }
+}
+
+/// The 40-hex cluster-protocol id of Raft node `id`: stable and the same on every member.
+pub fn cluster_id(id: u64) -> String {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    format!("{:016x}{:016x}{:08x}", mix(id), mix(id ^ 0x5052_4953_4d00), mix(id.wrapping_add(7)) as u32)
+}
+
+/// The cluster as clients see it: one shard, every slot, the leader as its primary.
+pub fn topology(members: &[GroupMember], me: u64, leader: Option<u64>, epoch: u64) -> Topology {
+    let nodes = members
+        .iter()
+        .map(|m| ClusterNode {
+            id: cluster_id(m.id),
+            ip: m.host.clone(),
+            port: m.port,
+            cport: m.peer_port,
+            shard: 0,
+            primary: Some(m.id) == leader,
+            config_epoch: epoch,
+        })
+        .collect();
+    let myself = members.iter().position(|m| m.id == me).unwrap_or(0);
+    Topology::group(nodes, myself, epoch)
+}
+
+impl Replica {
+    /// Starts this node's member of the configured group, if any: opens the log database
+    /// and snapshot under the data directory, listens for peers, forms or rejoins the group.
+    pub async fn start(node: &Arc<Node>, config: &Config) -> Result<Option<Arc<Replica>>, String> {
+        if config.raft_group.is_empty() {
+            if config.node_id != 0 {
+                return Err("node-id is set but raft-group is empty".into());
+            }
+            return Ok(None);
+        }
+        let me = config.node_id;
+        let Some(mine) = config.raft_group.iter().find(|m| m.id == me) else {
+            return Err(format!("node-id {me} is not a member of raft-group"));
+        };
+        let raft_dir = config.data_dir.join("raft");
+        let durability = if config.appendfsync_everysec { Durability::EverySec } else { Durability::Always };
+        let log = LogDb::open_with(&raft_dir.join("log"), durability).map_err(|e| e.to_string())?;
+        let sm = KeyspaceStateMachine::open(&raft_dir.join(format!("snapshot-{GROUP}")), node.keyspace.clone())
+            .map_err(|e| e.to_string())?
+            .with_hook(Arc::new(NodeApply(Arc::downgrade(node))));
+        let peer_bind = SocketAddr::new(config.bind, mine.peer_port);
+        let listener = tokio::net::TcpListener::bind(peer_bind)
+            .await
+            .map_err(|e| format!("cannot listen for peers on {peer_bind}: {e}"))?;
+        let addrs: HashMap<u64, String> = config.raft_group.iter().map(|m| (m.id, m.peer_addr())).collect();
+        let host = Host { me, net: PeerNetwork::new(me, addrs), groups: Groups::default() };
+        let members: BTreeMap<u64, PeerNode> =
+            config.raft_group.iter().map(|m| (m.id, PeerNode::new(m.peer_addr()))).collect();
+        let options =
+            GroupOptions { heartbeat: Duration::from_millis(config.raft_heartbeat_ms), ..GroupOptions::default() };
+        let listen = tokio::spawn(prism_replication::network::serve(listener, me, host.groups.clone()));
+        let group = ShardGroup::start(&host, GROUP, members, log.group(GROUP), sm, options).await?;
+        let mut leadership = group.watch_leadership();
+        node.topology.store(Arc::new(topology(&config.raft_group, me, None, 0)));
+        let weak = Arc::downgrade(node);
+        let roster = config.raft_group.clone();
+        let follow = tokio::spawn(async move {
+            loop {
+                let l = leadership.borrow_and_update().clone();
+                let Some(node) = weak.upgrade() else { return };
+                node.topology.store(Arc::new(topology(&roster, me, l.leader, l.term)));
+                drop(node);
+                if leadership.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {GROUP}");
+        Ok(Some(Arc::new(Replica {
+            group,
+            me,
+            members: config.raft_group.clone(),
+            stale_reads: config.unsafe_stale_reads,
+            tasks: vec![listen, follow],
+        })))
+    }
+
+    pub fn member(&self, id: u64) -> Option<&GroupMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// True while Raft reports this member as leader.
+    #[inline]
+    pub fn is_leader(&self) -> bool {
+        self.group.is_leader()
+    }
+
+    /// Where a request this member cannot serve must go: the leader, or retry later.
+    pub fn redirect(&self, slot: Option<Slot>, leader: Option<u64>) -> CmdError {
+        let leader = leader.filter(|l| *l != self.me).and_then(|l| self.member(l));
+        match (leader, slot) {
+            (Some(m), Some(slot)) => CmdError::msg(format!("MOVED {slot} {}", m.client_addr())),
+            (Some(_), None) => CmdError::msg("READONLY You can't write against a read only replica."),
+            (None, _) => CmdError::msg("TRYAGAIN The shard has no leader right now; retry shortly."),
+        }
+    }
+
+    /// The reply for a write the group did not answer with an output.
+    pub fn write_error(&self, e: &WriteError, slot: Option<Slot>) -> CmdError {
+        match e {
+            WriteError::NotLeader(leader) => self.redirect(slot, *leader),
+            WriteError::Timeout | WriteError::Stopped => CmdError::msg(
+                "TIMEOUT No answer from the shard group in time: the write may or may not have been applied.",
+            ),
+        }
+    }
+
+    /// The reply for a read whose read fence failed: the leader moved, or retry.
+    pub fn read_error(&self, e: &WriteError, slot: Option<Slot>) -> CmdError {
+        match (e, slot) {
+            (WriteError::NotLeader(Some(l)), Some(_)) => self.redirect(slot, Some(*l)),
+            _ => CmdError::msg("TRYAGAIN Leadership could not be confirmed; retry shortly."),
+        }
+    }
+
+    /// INFO `raft`.
+    pub fn info_raft(&self, out: &mut String) {
+        let m = self.group.metrics();
+        let Leadership { leader, state, term } = self.group.leadership();
+        let role = match state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let _ = write!(out, "# Raft\r\nnode_id:{}\r\ngroup:{GROUP}\r\nrole:{role}\r\n", self.me);
+        let _ = write!(out, "leader_id:{}\r\nterm:{term}\r\n", leader.map(|l| l.to_string()).unwrap_or_default());
+        let index = |id: Option<prism_replication::types::LogId>| id.map_or(0, |l| l.index);
+        let _ = write!(
+            out,
+            // commit_index: the applied index, a lower bound (openraft applies right after
+            // commit and does not report the commit index itself).
+            "last_log_index:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nsnapshot_index:{}\r\npurged_index:{}\r\n",
+            m.last_log_index.unwrap_or(0),
+            index(m.last_applied),
+            index(m.last_applied),
+            index(m.snapshot),
+            index(m.purged),
+        );
+        let _ =
+            write!(out, "members:{}\r\n", self.members.iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(","));
+        if let Some(replication) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            for (id, matched) in replication {
+                if *id == self.me {
+                    continue;
+                }
+                let at = index(*matched);
+                let _ = write!(out, "replica_{id}:match_index={at},lag={}\r\n", last.saturating_sub(at));
+            }
+        }
+    }
+
+    /// INFO `replication`, in Redis's words: the leader is the master.
+    pub fn info_replication(&self, out: &mut String) {
+        let Leadership { leader, .. } = self.group.leadership();
+        let m = self.group.metrics();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        if self.is_leader() {
+            let followers: Vec<&GroupMember> = self.members.iter().filter(|x| x.id != self.me).collect();
+            let _ = write!(out, "role:master\r\nconnected_slaves:{}\r\n", followers.len());
+            let matched: HashMap<u64, u64> = m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.map_or(0, |l| l.index))).collect())
+                .unwrap_or_default();
+            for (i, f) in followers.iter().enumerate() {
+                let at = matched.get(&f.id).copied().unwrap_or(0);
+                let state = if at > 0 { "online" } else { "wait_bgsave" };
+                let lag = applied.saturating_sub(at);
+                let _ = write!(out, "slave{i}:ip={},port={},state={state},offset={at},lag={lag}\r\n", f.host, f.port);
+            }
+            let _ = write!(out, "master_repl_offset:{applied}\r\n");
+        } else {
+            let master = leader.and_then(|l| self.member(l));
+            let (host, port) = master.map(|m| (m.host.as_str(), m.port)).unwrap_or(("", 0));
+            let link = if master.is_some() { "up" } else { "down" };
+            let _ = write!(
+                out,
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{link}\r\nslave_repl_offset:{applied}\r\nslave_read_only:1\r\nconnected_slaves:0\r\nmaster_repl_offset:{applied}\r\n"
+            );
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.group.shutdown().await;
+    }
+}

@@ -1,0 +1,181 @@
+//! A shard group of three real `prism` processes, through real sockets: what a client
+//! sees of the leader and of the other members, a pipeline's replies, transactions and
+//! blocking pops through the log, a leader killed, a member restarted. (Faults under
+//! load, with the linearizability checker, are in raft_faults.rs.)
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use prism_tests::fleet::{Fleet, FleetOptions};
+use prism_tests::{bulk, encode, RawClient};
+
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn start() -> (Fleet, usize) {
+    // A slower heartbeat than the default: these tests assume the leader they found stays
+    // leader, and a loaded CI machine must not trigger spurious elections.
+    let opts = FleetOptions { extra_args: vec!["--raft-heartbeat-ms".into(), "500".into()], ..Default::default() };
+    let fleet = Fleet::start(&opts).expect("fleet starts");
+    let leader = fleet.wait_for_leader(None, LEADER_TIMEOUT).expect("a leader is elected");
+    (fleet, leader)
+}
+
+async fn client(fleet: &Fleet, i: usize) -> RawClient {
+    RawClient::connect(fleet.client_addrs()[i]).await
+}
+
+/// Polls `f` until it returns true, at most 20 s (replication to a follower is
+/// asynchronous from the client's point of view).
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 20 s");
+}
+
+fn moved_to(slot_of: &str, leader: SocketAddr) -> String {
+    let slot = prism_engine::Slot::of_key(slot_of.as_bytes());
+    format!("-MOVED {slot} {leader}\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_serves_and_followers_redirect_or_read_after_readonly() {
+    let (fleet, leader) = start();
+    let addrs = fleet.client_addrs();
+    let follower = (leader + 1) % 3;
+    let mut l = client(&fleet, leader).await;
+    assert_eq!(l.cmd(&["SET", "k", "v1"]).await, "+OK\r\n");
+    assert_eq!(l.cmd(&["GET", "k"]).await, bulk("v1"));
+    // Acknowledged means on a majority: one other member at once, both within the timeout.
+    let held = l.cmd(&["WAIT", "1", "0"]).await;
+    assert!(held == ":1\r\n" || held == ":2\r\n", "WAIT 1 0 answered {held:?}");
+    assert_eq!(l.cmd(&["WAIT", "2", "10000"]).await, ":2\r\n");
+
+    let mut f = client(&fleet, follower).await;
+    // Reads and writes on a follower go to the leader, as on a Redis Cluster replica.
+    assert_eq!(f.cmd(&["GET", "k"]).await, moved_to("k", addrs[leader]));
+    assert_eq!(f.cmd(&["SET", "k", "v2"]).await, moved_to("k", addrs[leader]));
+    assert!(f.cmd(&["FLUSHALL"]).await.starts_with("-READONLY"), "keyless write on a follower");
+    assert_eq!(f.cmd(&["WAIT", "1", "100"]).await, ":0\r\n", "a follower has no replicas");
+    // After READONLY the follower serves its own (possibly stale) state.
+    assert_eq!(f.cmd(&["READONLY"]).await, "+OK\r\n");
+    eventually("follower applies the write", async || f.cmd(&["GET", "k"]).await == bulk("v1")).await;
+    assert_eq!(f.cmd(&["SET", "k", "v2"]).await, moved_to("k", addrs[leader]), "READONLY never allows writes");
+
+    // The cluster view names the leader as master on every member.
+    let nodes = f.cmd(&["CLUSTER", "NODES"]).await;
+    let master_line = nodes.lines().find(|l| l.contains("master")).expect("a master line").to_string();
+    assert!(master_line.contains(&addrs[leader].to_string()), "{nodes}");
+    assert_eq!(nodes.lines().filter(|l| l.contains(" slave ") || l.contains(",slave ")).count(), 2, "{nodes}");
+    let info = f.cmd(&["INFO", "replication"]).await;
+    assert!(info.contains("role:slave") && info.contains(&format!("master_port:{}", addrs[leader].port())), "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_reads_and_errors_answer_in_order() {
+    let (fleet, leader) = start();
+    let mut l = client(&fleet, leader).await;
+    let mut pipeline = Vec::new();
+    for args in [
+        &["SET", "a", "1"][..],
+        &["INCR", "a"],
+        &["GET", "a"],
+        &["INCR", "nope", "extra"],
+        &["LPUSH", "a", "x"],
+        &["NOSUCHCOMMAND"],
+        &["RPUSH", "l", "x", "y"],
+        &["INCRBY", "a", "10"],
+        &["LRANGE", "l", "0", "-1"],
+        &["DEL", "a"],
+        &["GET", "a"],
+    ] {
+        pipeline.extend(encode(args));
+    }
+    l.send(&pipeline).await;
+    let mut replies = Vec::new();
+    for _ in 0..11 {
+        replies.push(l.reply().await);
+    }
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            ":2\r\n",
+            "$1\r\n2\r\n",
+            "-ERR wrong number of arguments for 'incr' command\r\n",
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+            "-ERR unknown command 'NOSUCHCOMMAND', with args beginning with: \r\n",
+            ":2\r\n",
+            ":12\r\n",
+            "*2\r\n$1\r\nx\r\n$1\r\ny\r\n",
+            ":1\r\n",
+            "$-1\r\n",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_and_blocking_pops_go_through_the_log() {
+    let (fleet, leader) = start();
+    let mut l = client(&fleet, leader).await;
+    assert_eq!(l.cmd(&["MULTI"]).await, "+OK\r\n");
+    assert_eq!(l.cmd(&["SET", "{t}a", "1"]).await, "+QUEUED\r\n");
+    assert_eq!(l.cmd(&["INCRBY", "{t}a", "4"]).await, "+QUEUED\r\n");
+    assert_eq!(l.cmd(&["RPUSH", "{t}l", "p"]).await, "+QUEUED\r\n");
+    assert_eq!(l.cmd(&["EXEC"]).await, "*3\r\n+OK\r\n:5\r\n:1\r\n");
+
+    // A client blocked on the leader is woken by a push that committed.
+    let mut blocked = client(&fleet, leader).await;
+    blocked.send(&encode(&["BLPOP", "{t}q", "10"])).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(l.cmd(&["RPUSH", "{t}q", "job"]).await, ":1\r\n");
+    assert_eq!(blocked.reply().await, "*2\r\n$4\r\n{t}q\r\n$3\r\njob\r\n");
+
+    // Followers hold the transaction's effects.
+    let mut f = client(&fleet, (leader + 1) % 3).await;
+    assert_eq!(f.cmd(&["READONLY"]).await, "+OK\r\n");
+    eventually("transaction replicated", async || f.cmd(&["GET", "{t}a"]).await == bulk("5")).await;
+    assert_eq!(f.cmd(&["LLEN", "{t}q"]).await, ":0\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_leader_kill_and_a_restarted_member_catches_up() {
+    let (mut fleet, leader) = start();
+    let addrs = fleet.client_addrs();
+    let mut l = client(&fleet, leader).await;
+    let mut pipeline = Vec::new();
+    for i in 0..200 {
+        pipeline.extend(encode(&["SET", &format!("key:{i}"), &format!("v{i}")]));
+    }
+    l.send(&pipeline).await;
+    for _ in 0..200 {
+        assert_eq!(l.reply().await, "+OK\r\n");
+    }
+    drop(l);
+
+    fleet.kill(leader);
+    let next = fleet.wait_for_leader(Some(leader), LEADER_TIMEOUT).expect("a new leader");
+    assert_ne!(next, leader);
+    let mut n = client(&fleet, next).await;
+    for i in 0..200 {
+        assert_eq!(n.cmd(&["GET", &format!("key:{i}")]).await, bulk(&format!("v{i}")), "key:{i} after failover");
+    }
+    assert_eq!(n.cmd(&["SET", "after", "failover"]).await, "+OK\r\n");
+
+    fleet.restart(leader).expect("restart the old leader");
+    let mut old = client(&fleet, leader).await;
+    // It rejoins as a follower, redirects to the new leader and catches up.
+    eventually("old leader redirects to the new one", async || {
+        old.cmd(&["GET", "after"]).await == moved_to("after", addrs[next])
+    })
+    .await;
+    assert_eq!(old.cmd(&["READONLY"]).await, "+OK\r\n");
+    eventually("old leader catches up", async || old.cmd(&["GET", "after"]).await == bulk("failover")).await;
+    assert_eq!(old.cmd(&["GET", "key:199"]).await, bulk("v199"));
+    let info = old.cmd(&["INFO", "raft"]).await;
+    assert!(info.contains("role:follower") && info.contains(&format!("leader_id:{}", next + 1)), "{info}");
+}
