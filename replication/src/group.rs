@@ -84,9 +84,9 @@ impl GroupOptions {
             // Chunks of a snapshot streamed to a lagging member.
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            // Keep some log past the snapshot so a briefly lagging member catches up from
-            // the log rather than a whole snapshot.
-            max_in_snapshot_log_to_keep: 10_000,
+            // Keep some log past the snapshot (a tenth of the snapshot interval) so a
+            // briefly lagging member catches up from the log rather than a whole snapshot.
+            max_in_snapshot_log_to_keep: self.snapshot_every / 10,
             ..Default::default()
         };
         config.validate().map_err(|e| e.to_string())

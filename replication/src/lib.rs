@@ -1,38 +1,34 @@
 //! prism-replication: Raft replication of a Prism shard group (issue 5).
 //!
-//! What is here (openraft 0.9, storage v2):
+//! What is here (openraft 0.9, storage v2); the design and its guarantees for users are in
+//! docs/replication.md:
 //! - [`types`]: the type config. A log entry's payload is a batch of engine writes;
 //!   applying it returns their outputs.
-//! - [`log_store`]: the Raft log in its own RocksDB instance; votes and appends are
-//!   fsynced before they are acknowledged.
-//! - [`state_machine`]: applies committed entries to a [`prism_engine::Keyspace`] and
-//!   builds/installs snapshots of it; the last snapshot is kept on disk, so a restart is
-//!   that snapshot plus log replay.
+//! - [`log_store`]: every group's Raft log in one RocksDB instance per node (keys prefixed
+//!   by group id); votes are synced writes, appends are durable (one fsync thread, shared
+//!   by every group) before openraft is told so.
+//! - [`state_machine`]: applies committed entries to the node's [`prism_engine::Keyspace`]
+//!   through an [`ApplyHook`], and builds/installs snapshots of it; the last snapshot is
+//!   kept on disk, so a restart is that snapshot plus log replay.
 //! - [`snapshot`]: the snapshot format (per key: deadline and the engine's DUMP payload,
 //!   restored through `Op::Restore`) and the consistent copy it is built from.
+//! - [`network`]: the peer network, one multiplexed TCP connection per node pair, every
+//!   group's RPCs tagged with its id.
+//! - [`group`]: a group as a node runs it: bootstrap, the proposer that batches client
+//!   writes into entries, the read fence (read-index) and leadership tracking.
 //!
-//! Tests: openraft's storage conformance suite (`openraft::testing::Suite`) passes on
-//! these two; beside it, durability across reopen, one WAL fsync per append, corrupt log
-//! entries and snapshots as errors, snapshots of every value kind.
+//! Tests: openraft's storage conformance suite (`openraft::testing::Suite`) passes on the
+//! log store and state machine; beside it, durability across reopen, one WAL fsync per
+//! append, groups sharing a database, `everysec`, corrupt log entries and snapshots as
+//! errors, snapshots of every value kind. The three-process tests (functional, and faults
+//! under a linearizability checker) are in the tests crate.
 //!
 //! The engine knows nothing of Raft; this crate depends on the engine and never on the
 //! server or RESP.
 //!
-//! Next (not built yet):
-//! - the peer network on its own port (client port + 10000), one connection per peer pair
-//!   multiplexing every group, with a handshake the security issue extends;
-//! - multi-raft: many groups per node, their log appends sharing one batched WAL sync (one
-//!   RocksDB instance with group-prefixed keys), heartbeats spread out;
-//! - bootstrap from the configured membership (exactly one node initializes; restarts
-//!   never re-initialize) and membership changes as admin commands;
-//! - server wiring: the node reads through the state machine's `keyspace()` handle (an
-//!   installed snapshot swaps the keyspace); the write path proposes batches to the group
-//!   leader (`-MOVED` on a replica, `-TRYAGAIN` without a leader), reads go through
-//!   read-index, `WAIT`, INFO `replication`/`raft`;
-//! - snapshots: chunked streaming to lagging replicas, log purge that waits for a replica
-//!   still installing, copy-on-write slot tables so taking the snapshot's copy pauses
-//!   applies for O(slots) rather than O(data);
-//! - `appendfsync everysec` as the documented opt-out of the synced append.
+//! Not yet: membership changes as admin commands, copy-on-write slot tables (taking a
+//! snapshot's copy pauses applies for O(data)), log purge that waits for a member still
+//! installing a snapshot (openraft keeps `max_in_snapshot_log_to_keep` entries meanwhile).
 
 // The storage error type is openraft's `StorageError` (over 200 bytes), fixed by its
 // storage traits; helpers return it as is rather than boxing and unboxing it at every

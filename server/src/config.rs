@@ -107,6 +107,9 @@ pub struct Config {
     /// `everysec` syncs once a second and may lose up to a second of acknowledged writes
     /// on power loss (an explicit, documented opt-out).
     pub appendfsync_everysec: bool,
+    /// Log entries between snapshots of a shard group (`raft-snapshot-entries`); a tenth
+    /// of it stays in the log after a snapshot for members that lag a little.
+    pub raft_snapshot_entries: u64,
 }
 
 /// One member of a shard group as configured: `<id>@<host>:<port>[@<peer port>]`, the
@@ -188,6 +191,7 @@ impl Default for Config {
             raft_heartbeat_ms: 100,
             unsafe_stale_reads: false,
             appendfsync_everysec: false,
+            raft_snapshot_entries: 100_000,
         }
     }
 }
@@ -215,6 +219,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("raft-heartbeat-ms", false),
     ("unsafe-stale-reads", false),
     ("appendfsync", false),
+    ("raft-snapshot-entries", false),
 ];
 
 /// Read-only values some Redis tools ask for with CONFIG GET.
@@ -314,6 +319,12 @@ impl Config {
                     return Err(bad(k, "between 10 and 10000"));
                 }
             }
+            "raft-snapshot-entries" => {
+                self.raft_snapshot_entries = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if self.raft_snapshot_entries < 10 {
+                    return Err(bad(k, "at least 10"));
+                }
+            }
             "appendfsync" => {
                 self.appendfsync_everysec = match value {
                     "always" => false,
@@ -357,6 +368,7 @@ impl Config {
             "raft-heartbeat-ms" => self.raft_heartbeat_ms.to_string(),
             "unsafe-stale-reads" => if self.unsafe_stale_reads { "yes" } else { "no" }.to_string(),
             "appendfsync" => if self.appendfsync_everysec { "everysec" } else { "always" }.to_string(),
+            "raft-snapshot-entries" => self.raft_snapshot_entries.to_string(),
             _ => return None,
         })
     }

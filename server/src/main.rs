@@ -97,6 +97,9 @@ struct ServeArgs {
     /// (may lose up to a second of acknowledged writes on power loss).
     #[arg(long)]
     appendfsync: Option<String>,
+    /// Log entries between snapshots of the shard group (default 100000).
+    #[arg(long)]
+    raft_snapshot_entries: Option<String>,
     /// TEST ONLY: serve leader reads without read-index (breaks linearizability).
     #[arg(long, hide = true)]
     unsafe_stale_reads: Option<String>,
@@ -130,6 +133,7 @@ impl ServeArgs {
             ("raft-heartbeat-ms", self.raft_heartbeat_ms),
             ("unsafe-stale-reads", self.unsafe_stale_reads),
             ("appendfsync", self.appendfsync),
+            ("raft-snapshot-entries", self.raft_snapshot_entries),
         ];
         for (key, value) in flags {
             if let Some(v) = value {

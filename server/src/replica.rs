@@ -115,8 +115,11 @@ impl Replica {
         let host = Host { me, net: PeerNetwork::new(me, addrs), groups: Groups::default() };
         let members: BTreeMap<u64, PeerNode> =
             config.raft_group.iter().map(|m| (m.id, PeerNode::new(m.peer_addr()))).collect();
-        let options =
-            GroupOptions { heartbeat: Duration::from_millis(config.raft_heartbeat_ms), ..GroupOptions::default() };
+        let options = GroupOptions {
+            heartbeat: Duration::from_millis(config.raft_heartbeat_ms),
+            snapshot_every: config.raft_snapshot_entries,
+            ..GroupOptions::default()
+        };
         let listen = tokio::spawn(prism_replication::network::serve(listener, me, host.groups.clone()));
         let group = ShardGroup::start(&host, GROUP, members, log.group(GROUP), sm, options).await?;
         let mut leadership = group.watch_leadership();

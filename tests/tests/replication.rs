@@ -12,9 +12,15 @@ use prism_tests::{bulk, encode, RawClient};
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn start() -> (Fleet, usize) {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> (Fleet, usize) {
     // A slower heartbeat than the default: these tests assume the leader they found stays
     // leader, and a loaded CI machine must not trigger spurious elections.
-    let opts = FleetOptions { extra_args: vec!["--raft-heartbeat-ms".into(), "500".into()], ..Default::default() };
+    let mut extra_args: Vec<String> = vec!["--raft-heartbeat-ms".into(), "500".into()];
+    extra_args.extend(extra.iter().map(|a| a.to_string()));
+    let opts = FleetOptions { extra_args, ..Default::default() };
     let fleet = Fleet::start(&opts).expect("fleet starts");
     let leader = fleet.wait_for_leader(None, LEADER_TIMEOUT).expect("a leader is elected");
     (fleet, leader)
@@ -178,4 +184,33 @@ async fn acknowledged_writes_survive_a_leader_kill_and_a_restarted_member_catche
     assert_eq!(old.cmd(&["GET", "key:199"]).await, bulk("v199"));
     let info = old.cmd(&["INFO", "raft"]).await;
     assert!(info.contains("role:follower") && info.contains(&format!("leader_id:{}", next + 1)), "{info}");
+}
+
+/// A member that was down while the leader snapshotted and purged its log catches up by
+/// receiving the snapshot (streamed in chunks) and then the log after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_purged_log_installs_a_snapshot() {
+    let (mut fleet, leader) = start_with(&["--raft-snapshot-entries", "20"]);
+    let behind = (leader + 1) % 3;
+    fleet.kill(behind);
+    let mut l = client(&fleet, leader).await;
+    // One entry per write (each waits for its reply): well past the snapshot interval
+    // and the two entries of log kept after it.
+    for i in 0..120 {
+        assert_eq!(l.cmd(&["SET", &format!("s:{i}"), &format!("{i}")]).await, "+OK\r\n");
+    }
+    assert_eq!(l.cmd(&["HSET", "h", "f", "v"]).await, ":1\r\n");
+    let info = l.cmd(&["INFO", "raft"]).await;
+    assert!(!info.contains("snapshot_index:0\r\n"), "the leader snapshotted: {info}");
+    assert!(!info.contains("purged_index:0\r\n"), "the leader purged its log: {info}");
+
+    fleet.restart(behind).expect("restart the member that was down");
+    let mut b = client(&fleet, behind).await;
+    assert_eq!(b.cmd(&["READONLY"]).await, "+OK\r\n");
+    eventually("the member catches up", async || b.cmd(&["HGET", "h", "f"]).await == bulk("v")).await;
+    for i in 0..120 {
+        assert_eq!(b.cmd(&["GET", &format!("s:{i}")]).await, bulk(&format!("{i}")), "s:{i}");
+    }
+    let info = b.cmd(&["INFO", "raft"]).await;
+    assert!(!info.contains("snapshot_index:0\r\n"), "the member installed a snapshot: {info}");
 }
