@@ -96,7 +96,7 @@ fn one_member_group_writes_snapshots_and_restarts() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let last = rt.block_on(async {
         let (raft, keyspace) = start(dir.path()).await;
-        raft.initialize(BTreeMap::from([(1, PeerNode::new("127.0.0.1:1"))])).await.expect("initialize");
+        raft.initialize(BTreeMap::from([(1, PeerNode::new("127.0.0.1:1", "127.0.0.1:2"))])).await.expect("initialize");
         // Initializing starts an election; writes before it is won are refused (no leader yet).
         raft.wait(WAIT).current_leader(1, "elected itself").await.expect("leader");
         let reply = raft.client_write(vec![set("a", "1"), set("b", "2")]).await.expect("write");

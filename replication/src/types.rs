@@ -27,19 +27,24 @@ pub type WriteBatch = Vec<Write>;
 /// blank and membership entries.
 pub type Outputs = Vec<Output>;
 
-/// What the group knows about a member: where its peer port listens (the peer network,
-/// separate from the client port).
+/// What the group knows about a member (stored in membership log entries): where its
+/// peer port listens (the peer network, separate from the client port) and where clients
+/// reach it (what `-MOVED` and CLUSTER NODES name).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerNode {
     /// `host:port` of the node's peer listener.
     pub peer_addr: String,
+    /// `host:port` of the node's client listener.
+    pub client_addr: String,
 }
 
 impl PeerNode {
-    pub fn new(peer_addr: impl Into<String>) -> PeerNode {
-        PeerNode { peer_addr: peer_addr.into() }
+    pub fn new(peer_addr: impl Into<String>, client_addr: impl Into<String>) -> PeerNode {
+        PeerNode { peer_addr: peer_addr.into(), client_addr: client_addr.into() }
     }
 }
+
+pub use openraft::ChangeMembers;
 
 impl fmt::Display for PeerNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

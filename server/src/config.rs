@@ -139,7 +139,7 @@ impl fmt::Display for GroupMember {
 }
 
 /// Parses `raft-group`: comma-separated members, ids unique and non-zero.
-fn parse_group(key: &str, value: &str) -> Result<Vec<GroupMember>, ConfigError> {
+pub fn parse_group(key: &str, value: &str) -> Result<Vec<GroupMember>, ConfigError> {
     let mut members: Vec<GroupMember> = Vec::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let form = || bad(key, format!("'{part}' is not <id>@<host>:<port>[@<peer port>]"));

@@ -90,9 +90,15 @@ pub struct ConnState {
     pub rerun: bool,
     /// Replicated node: the log index of this connection's last committed write (WAIT).
     pub last_write_index: u64,
-    /// Replicated node: WAIT asked for this many replicas by this deadline.
-    pub wait_replicas: Option<(usize, Option<tokio::time::Instant>)>,
+    /// A reply the command will give once this future resolves (WAIT, RAFT ADD ...): the
+    /// connection waits for it, without blocking anyone else, before it runs more.
+    pub deferred: Option<Deferred>,
 }
+
+/// Writes a deferred reply.
+pub type DeferredReply = Box<dyn FnOnce(&mut ReplyWriter) + Send>;
+/// A reply still being worked out (see `ConnState::deferred`).
+pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = DeferredReply> + Send>>;
 
 impl ConnState {
     /// The connection waited (for input, output or a key): the next command reads the
@@ -126,10 +132,10 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
         if custom || state.pending.len() >= pending::MAX_PENDING {
             pending::commit(node, state, out).await;
         }
-        if let (Some((want, deadline)), Some(r)) = (state.wait_replicas.take(), node.replica()) {
-            let held = r.group.replicas_holding(state.last_write_index, want, deadline).await;
+        if let Some(deferred) = state.deferred.take() {
+            let reply = deferred.await;
             state.waited();
-            out.int(held as i64);
+            reply(out);
         }
         if !std::mem::take(&mut state.rerun) {
             break;
@@ -167,7 +173,7 @@ pub async fn serve(
         fence_error: None,
         rerun: false,
         last_write_index: 0,
-        wait_replicas: None,
+        deferred: None,
     };
     let mut parser = RequestParser::new(node.limits.proto_max_bulk_len.load(Ordering::Relaxed), authenticated);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);

@@ -19,12 +19,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use prism_engine::{Keyspace, Output, Slot, Write};
 use prism_replication::{
-    ApplyHook, Durability, GroupOptions, Groups, Host, KeyspaceStateMachine, Leadership, LogDb, PeerNetwork, PeerNode,
-    ServerState, ShardGroup, WriteError,
+    types::ChangeMembers, ApplyHook, Durability, GroupOptions, Groups, Host, KeyspaceStateMachine, Leadership, LogDb,
+    PeerNetwork, PeerNode, ServerState, ShardGroup, WriteError,
 };
 
 use crate::cmd::CmdError;
@@ -38,10 +40,12 @@ pub const GROUP: u32 = 0;
 pub struct Replica {
     pub group: ShardGroup,
     pub me: u64,
-    pub members: Vec<GroupMember>,
+    /// The members (and whether each votes) as the group's membership names them,
+    /// refreshed when it changes; the configured list until the first membership is known.
+    members: RwLock<Vec<(GroupMember, bool)>>,
     /// TEST ONLY (`unsafe-stale-reads`): skip read-index on the leader.
     pub stale_reads: bool,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The state machine's apply hook: committed writes go through the node, which tells
@@ -114,7 +118,7 @@ impl Replica {
         let addrs: HashMap<u64, String> = config.raft_group.iter().map(|m| (m.id, m.peer_addr())).collect();
         let host = Host { me, net: PeerNetwork::new(me, addrs), groups: Groups::default() };
         let members: BTreeMap<u64, PeerNode> =
-            config.raft_group.iter().map(|m| (m.id, PeerNode::new(m.peer_addr()))).collect();
+            config.raft_group.iter().map(|m| (m.id, PeerNode::new(m.peer_addr(), m.client_addr()))).collect();
         let options = GroupOptions {
             heartbeat: Duration::from_millis(config.raft_heartbeat_ms),
             snapshot_every: config.raft_snapshot_entries,
@@ -122,33 +126,43 @@ impl Replica {
         };
         let listen = tokio::spawn(prism_replication::network::serve(listener, me, host.groups.clone()));
         let group = ShardGroup::start(&host, GROUP, members, log.group(GROUP), sm, options).await?;
-        let mut leadership = group.watch_leadership();
         node.topology.store(Arc::new(topology(&config.raft_group, me, None, 0)));
-        let weak = Arc::downgrade(node);
-        let roster = config.raft_group.clone();
-        let follow = tokio::spawn(async move {
-            loop {
-                let l = leadership.borrow_and_update().clone();
-                let Some(node) = weak.upgrade() else { return };
-                node.topology.store(Arc::new(topology(&roster, me, l.leader, l.term)));
-                drop(node);
-                if leadership.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
-        tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {GROUP}");
-        Ok(Some(Arc::new(Replica {
+        let replica = Arc::new(Replica {
             group,
             me,
-            members: config.raft_group.clone(),
+            members: RwLock::new(config.raft_group.iter().map(|m| (m.clone(), true)).collect()),
             stale_reads: config.unsafe_stale_reads,
-            tasks: vec![listen, follow],
-        })))
+            tasks: Mutex::new(vec![listen]),
+        });
+        let follow = tokio::spawn(follow(Arc::downgrade(&replica), Arc::downgrade(node)));
+        replica.tasks.lock().push(follow);
+        tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {GROUP}");
+        Ok(Some(replica))
     }
 
-    pub fn member(&self, id: u64) -> Option<&GroupMember> {
-        self.members.iter().find(|m| m.id == id)
+    /// A member by id (a copy: the list changes with the membership).
+    pub fn member(&self, id: u64) -> Option<GroupMember> {
+        self.members.read().iter().find(|(m, _)| m.id == id).map(|(m, _)| m.clone())
+    }
+
+    /// Every member and whether it votes.
+    pub fn membership(&self) -> Vec<(GroupMember, bool)> {
+        self.members.read().clone()
+    }
+
+    /// Adds `m` as a learner, waits until it has caught up, then makes it a voter.
+    pub async fn add_member(&self, m: &GroupMember) -> Result<(), String> {
+        let node = PeerNode::new(m.peer_addr(), m.client_addr());
+        self.group.raft().add_learner(m.id, node, true).await.map_err(|e| one_line(&format!("ERR {e}")))?;
+        self.change(ChangeMembers::AddVoterIds([m.id].into())).await
+    }
+
+    /// Commits a membership change (joint consensus), members not retained as learners.
+    pub async fn change(&self, change: ChangeMembers<u64, PeerNode>) -> Result<(), String> {
+        match self.group.raft().change_membership(change, false).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(one_line(&format!("ERR {e}"))),
+        }
     }
 
     /// True while Raft reports this member as leader.
@@ -160,7 +174,7 @@ impl Replica {
     /// Where a request this member cannot serve must go: the leader, or retry later.
     pub fn redirect(&self, slot: Option<Slot>, leader: Option<u64>) -> CmdError {
         let leader = leader.filter(|l| *l != self.me).and_then(|l| self.member(l));
-        match (leader, slot) {
+        match (&leader, slot) {
             (Some(m), Some(slot)) => CmdError::msg(format!("MOVED {slot} {}", m.client_addr())),
             (Some(_), None) => CmdError::msg("READONLY You can't write against a read only replica."),
             (None, _) => CmdError::msg("TRYAGAIN The shard has no leader right now; retry shortly."),
@@ -210,8 +224,8 @@ impl Replica {
             index(m.snapshot),
             index(m.purged),
         );
-        let _ =
-            write!(out, "members:{}\r\n", self.members.iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(","));
+        let ids: Vec<String> = self.members.read().iter().map(|(m, _)| m.id.to_string()).collect();
+        let _ = write!(out, "members:{}\r\n", ids.join(","));
         if let Some(replication) = &m.replication {
             let last = m.last_log_index.unwrap_or(0);
             for (id, matched) in replication {
@@ -230,7 +244,8 @@ impl Replica {
         let m = self.group.metrics();
         let applied = m.last_applied.map_or(0, |l| l.index);
         if self.is_leader() {
-            let followers: Vec<&GroupMember> = self.members.iter().filter(|x| x.id != self.me).collect();
+            let members = self.members.read().clone();
+            let followers: Vec<&GroupMember> = members.iter().map(|(m, _)| m).filter(|x| x.id != self.me).collect();
             let _ = write!(out, "role:master\r\nconnected_slaves:{}\r\n", followers.len());
             let matched: HashMap<u64, u64> = m
                 .replication
@@ -246,7 +261,7 @@ impl Replica {
             let _ = write!(out, "master_repl_offset:{applied}\r\n");
         } else {
             let master = leader.and_then(|l| self.member(l));
-            let (host, port) = master.map(|m| (m.host.as_str(), m.port)).unwrap_or(("", 0));
+            let (host, port) = master.as_ref().map(|m| (m.host.as_str(), m.port)).unwrap_or(("", 0));
             let link = if master.is_some() { "up" } else { "down" };
             let _ = write!(
                 out,
@@ -256,9 +271,58 @@ impl Replica {
     }
 
     pub async fn shutdown(&self) {
-        for t in &self.tasks {
+        let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
+        for t in tasks {
             t.abort();
         }
         self.group.shutdown().await;
     }
+}
+
+/// An error text fit for a RESP error line.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+/// Keeps the member list and the topology clients see in step with Raft: on every change
+/// of leader, term or membership.
+async fn follow(replica: Weak<Replica>, node: Weak<Node>) {
+    let Some(mut metrics) = replica.upgrade().map(|r| r.group.raft().metrics()) else { return };
+    let mut last = None;
+    loop {
+        // Metrics change with every applied entry; the members only with the membership.
+        let (key, members) = {
+            let m = metrics.borrow_and_update();
+            let key = (m.current_leader, m.current_term, *m.membership_config.log_id());
+            let members = (last != Some(key)).then(|| {
+                let membership = m.membership_config.membership();
+                let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+                membership
+                    .nodes()
+                    .filter_map(|(id, n)| member_of(*id, n).map(|g| (g, voters.contains(id))))
+                    .collect::<Vec<_>>()
+            });
+            (key, members)
+        };
+        if let Some(members) = members {
+            let (Some(replica), Some(node)) = (replica.upgrade(), node.upgrade()) else { return };
+            // Before the first membership entry arrives (a new member), keep the configured list.
+            if !members.is_empty() {
+                *replica.members.write() = members;
+            }
+            let roster: Vec<GroupMember> = replica.members.read().iter().map(|(m, _)| m.clone()).collect();
+            node.topology.store(Arc::new(topology(&roster, replica.me, key.0, key.1)));
+            last = Some(key);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A member as the membership stores it, in the config's terms.
+fn member_of(id: u64, n: &PeerNode) -> Option<GroupMember> {
+    let (host, port) = n.client_addr.rsplit_once(':')?;
+    let (_, peer_port) = n.peer_addr.rsplit_once(':')?;
+    Some(GroupMember { id, host: host.to_string(), port: port.parse().ok()?, peer_port: peer_port.parse().ok()? })
 }

@@ -255,6 +255,7 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::graph::COMMANDS,
         cmd::blocking::COMMANDS,
         cmd::cluster::COMMANDS,
+        cmd::raft::COMMANDS,
         cmd::introspect::COMMANDS,
     ]
 }

@@ -214,3 +214,100 @@ async fn a_member_behind_the_purged_log_installs_a_snapshot() {
     let info = b.cmd(&["INFO", "raft"]).await;
     assert!(!info.contains("snapshot_index:0\r\n"), "the member installed a snapshot: {info}");
 }
+
+/// A `prism` process started outside the fleet, and its directory; killed on drop.
+struct Extra {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// `RAFT MEMBERS` as (id, client address, peer address, role) rows.
+fn parse_members(reply: &str) -> Vec<(u64, String, String, String)> {
+    let lines: Vec<&str> = reply.split("\r\n").collect();
+    let mut rows = Vec::new();
+    let mut i = 1;
+    while i + 8 < lines.len() && lines[i] == "*5" {
+        let id = lines[i + 1].trim_start_matches(':').parse().expect("member id");
+        rows.push((id, lines[i + 3].to_string(), lines[i + 5].to_string(), lines[i + 7].to_string()));
+        i += 9;
+    }
+    rows
+}
+
+/// RAFT ADD brings a fourth node in (learner, caught up, then voter); RAFT REMOVE takes a
+/// dead member out, and the group keeps committing writes with its new majority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_added_and_a_dead_one_replaced() {
+    let (mut fleet, leader) = start();
+    let mut l = client(&fleet, leader).await;
+    for i in 0..50 {
+        assert_eq!(l.cmd(&["SET", &format!("m:{i}"), "x"]).await, "+OK\r\n");
+    }
+    let members = parse_members(&l.cmd(&["RAFT", "MEMBERS"]).await);
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.3 == "voter"));
+    let (one_client, one_peer) = members.iter().find(|m| m.0 == 1).map(|m| (m.1.clone(), m.2.clone())).expect("1");
+    let one_peer_port = one_peer.rsplit_once(':').expect("peer addr").1;
+
+    // The new node names itself and a lower-id member, so it never starts a group alone.
+    let (port, peer) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = std::fs::File::create(dir.path().join("node-4.log")).expect("log file");
+    let group = format!("1@{one_client}@{one_peer_port},4@127.0.0.1:{port}@{peer}");
+    let child = std::process::Command::new(prism_tests::prism_bin())
+        .args(["--port", &port.to_string(), "--node-id", "4", "--raft-group", &group, "--raft-heartbeat-ms", "500"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start node 4");
+    let _four = Extra { child, _dir: dir };
+    let four_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut four = None;
+    for _ in 0..200 {
+        if let Ok(s) = tokio::net::TcpStream::connect(four_addr).await {
+            drop(s);
+            four = Some(RawClient::connect(four_addr).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut four = four.expect("node 4 answers");
+
+    // A member that does not lead refuses membership changes.
+    let follower = (leader + 1) % 3;
+    let mut f = client(&fleet, follower).await;
+    assert!(f.cmd(&["RAFT", "REMOVE", "4"]).await.starts_with("-READONLY"), "change on a follower");
+    assert!(l.cmd(&["RAFT", "ADD", "x", "127.0.0.1:1"]).await.starts_with("-ERR"), "bad id");
+
+    assert_eq!(l.cmd(&["RAFT", "ADD", "4", &format!("127.0.0.1:{port}@{peer}")]).await, "+OK\r\n");
+    let members = parse_members(&l.cmd(&["RAFT", "MEMBERS"]).await);
+    assert_eq!(members.iter().filter(|m| m.3 == "voter").count(), 4, "{members:?}");
+    assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
+    eventually("node 4 holds the data", async || four.cmd(&["GET", "m:49"]).await == bulk("x")).await;
+    let nodes = four.cmd(&["CLUSTER", "NODES"]).await;
+    assert_eq!(nodes.lines().filter(|l| l.contains("connected")).count(), 4, "{nodes}");
+
+    // Replace a dead follower: remove it; writes keep committing on {leader, other, 4}.
+    let dead = (leader + 2) % 3;
+    fleet.kill(dead);
+    assert_eq!(l.cmd(&["RAFT", "REMOVE", &(dead as u64 + 1).to_string()]).await, "+OK\r\n");
+    let members = parse_members(&l.cmd(&["RAFT", "MEMBERS"]).await);
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.0 != dead as u64 + 1));
+    assert_eq!(l.cmd(&["SET", "after", "replace"]).await, "+OK\r\n");
+    assert_eq!(l.cmd(&["WAIT", "2", "10000"]).await, ":2\r\n");
+    eventually("node 4 follows", async || four.cmd(&["GET", "after"]).await == bulk("replace")).await;
+}

@@ -18,6 +18,7 @@ pub mod list;
 pub mod migrate;
 pub mod multi;
 pub mod pubsub;
+pub mod raft;
 pub mod server;
 pub mod set;
 pub mod sort;

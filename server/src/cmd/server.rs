@@ -904,18 +904,22 @@ fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(t) => t as u64,
         Err(_) => return error(ctx, "ERR timeout is not an integer or out of range"),
     };
-    let Some(r) = ctx.node.replica() else {
+    let Some(r) = ctx.node.replica.get().cloned() else {
         // A standalone node has no replicas: none has acknowledged anything.
         return ctx.out.int(0);
     };
     if !r.is_leader() {
         return ctx.out.int(0);
     }
+    let index = ctx.conn.last_write_index;
     // The connection waits for the group's replicas and answers (see `conn::run`); a
     // write it acknowledged is already on a majority, so WAIT 1 returns at once.
     let want = arg_i64(&args[1]).map_or(0, |n| n.clamp(0, 1 << 20) as usize);
     let deadline = (timeout > 0).then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout));
-    ctx.conn.wait_replicas = Some((want, deadline));
+    ctx.conn.deferred = Some(Box::pin(async move {
+        let held = r.group.replicas_holding(index, want, deadline).await;
+        Box::new(move |out: &mut crate::resp::ReplyWriter| out.int(held as i64)) as crate::conn::DeferredReply
+    }));
 }
 
 #[cfg(test)]
