@@ -171,6 +171,14 @@ fn sigkill_the_leader_repeatedly() {
         };
         failovers_ms.push((acked - killed_at) as f64 / 1e6);
         fleet.restart(leader).expect("restart the killed leader");
+        // Measure failover with two healthy members left: the next kill waits until the
+        // restarted node has rejoined (it follows a known leader), else an election also
+        // waits for its start-up and log replay.
+        let deadline = Instant::now() + BOUND;
+        while !fleet.raft_info(leader).is_some_and(|r| r.role == "follower" && r.leader_id.is_some()) {
+            assert!(Instant::now() < deadline, "node {} did not rejoin within {BOUND:?}", leader + 1);
+            sleep_ms(50);
+        }
     }
     let report = finish("sigkill leader", seed, w);
     record_failovers(seed, &failovers_ms, &elections_ms);
