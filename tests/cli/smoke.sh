@@ -100,6 +100,13 @@ check "redis-cli -c SET in many slots" "$(printf 'OK %.0s' "${keys[@]}")" "$set_
 check "redis-cli -c GET in many slots" "$(printf 'v-%s ' "${keys[@]}")" "$get_out"
 check "redis-cli CLUSTER KEYSLOT" "$slots" "$(for k in "${keys[@]}"; do printf '%s ' "$(cli CLUSTER KEYSLOT "cli:$k")"; done)"
 
+# Graph commands through redis-cli -c (routed by the vertex id, the declared key).
+check "redis-cli -c E.ADD" "1 1 0" "$(cli -c E.ADD g:alpha knows g:beta RANK 5) $(cli -c E.ADD g:beta knows g:gamma RANK 7) $(cli -c E.ADD g:alpha knows g:beta RANK 6)"
+check "redis-cli -c E.COUNT" "1" "$(cli -c E.COUNT g:gamma knows IN)"
+check "redis-cli -c E.RANGE" "$(printf '0\ng:beta\n6')" "$(cli -c E.RANGE g:alpha knows)"
+check "redis-cli -c G.PATH" "$(printf 'path\ng:alpha\ng:beta\ng:gamma\ntruncated\n')" "$(cli -c G.PATH g:alpha g:gamma)"
+check "redis-cli -c TYPE of a vertex" "vertex" "$(cli -c TYPE g:beta)"
+
 check_match "redis-cli --cluster check" '\[OK\] All 16384 slots covered' "$(timeout "$T" redis-cli --cluster check "127.0.0.1:$PORT" 2>&1 || echo "(exit $?)")"
 
 # Inline commands (what telnet users and some health checks send), over a raw socket,

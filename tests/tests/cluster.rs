@@ -355,6 +355,35 @@ async fn redis_cluster_client_works_unchanged() {
         .expect("pipeline");
     assert_eq!((x, y), (2, None));
 
+    // Graph commands, routed by their first argument (the vertex id, the declared key).
+    for i in 0..20 {
+        let added: i64 = redis::cmd("E.ADD")
+            .arg(format!("g:{i}"))
+            .arg("next")
+            .arg(format!("g:{}", i + 1))
+            .arg("RANK")
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .expect("E.ADD");
+        assert_eq!(added, 1);
+    }
+    for i in 1..=20 {
+        let count: i64 = redis::cmd("E.COUNT")
+            .arg(format!("g:{i}"))
+            .arg("next")
+            .arg("IN")
+            .query_async(&mut con)
+            .await
+            .expect("count");
+        assert_eq!(count, 1, "g:{i}");
+    }
+    let (cursor, rows): (String, Vec<(String, i64)>) =
+        redis::cmd("E.RANGE").arg("g:7").arg("next").query_async(&mut con).await.expect("E.RANGE");
+    assert_eq!((cursor.as_str(), rows), ("0", vec![("g:8".to_string(), 7)]));
+    let khop: Vec<redis::Value> = redis::cmd("G.KHOP").arg("g:0").arg(2).query_async(&mut con).await.expect("G.KHOP");
+    assert_eq!(khop.len(), 4, "{khop:?}");
+
     let mut raw = node.raw().await;
     assert_eq!(raw.cmd(&["GET", "key:199"]).await, bulk("199"));
     node.stop().await;
