@@ -66,15 +66,15 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
     };
     conn.clock_mark = None;
     conn.read_now.set(0);
-    let mut outputs = match &result {
-        Ok(outputs) => outputs.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
+    let (mut outputs, failed) = match result {
+        Ok(outputs) => (outputs.into_iter(), None),
+        Err(e) => (Vec::new().into_iter(), Some(e)),
     };
     for (has_write, slot, render) in renders {
-        let output = match (&result, has_write) {
+        let output = match (&failed, has_write) {
             (_, false) => None,
-            (Ok(_), true) => Some(outputs.next().unwrap_or(Output::Nil)),
-            (Err(e), true) => {
+            (None, true) => Some(outputs.next().unwrap_or(Output::Nil)),
+            (Some(e), true) => {
                 conn.errors += 1;
                 out.error(&replica.write_error(e, slot).0);
                 continue;
