@@ -172,11 +172,18 @@ fn sigkill_the_leader_repeatedly() {
         failovers_ms.push((acked - killed_at) as f64 / 1e6);
         fleet.restart(leader).expect("restart the killed leader");
         // Measure failover with two healthy members left: the next kill waits until the
-        // restarted node has rejoined (it follows a known leader), else an election also
-        // waits for its start-up and log replay.
+        // restarted node has rejoined and caught up (within 100 entries of the leader),
+        // else an election also waits for its start-up, log replay and catch-up.
         let deadline = Instant::now() + BOUND;
-        while !fleet.raft_info(leader).is_some_and(|r| r.role == "follower" && r.leader_id.is_some()) {
-            assert!(Instant::now() < deadline, "node {} did not rejoin within {BOUND:?}", leader + 1);
+        loop {
+            let caught_up = match (fleet.raft_info(leader), fleet.leader().and_then(|l| fleet.raft_info(l))) {
+                (Some(r), Some(l)) => r.role == "follower" && r.applied_index + 100 >= l.applied_index,
+                _ => false,
+            };
+            if caught_up {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {} did not catch up within {BOUND:?}", leader + 1);
             sleep_ms(50);
         }
     }
