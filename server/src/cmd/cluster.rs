@@ -23,7 +23,8 @@ use super::{arg_i64, command::write_help, CmdError, Ctx};
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 use crate::topology::{ClusterNode, Topology};
 
-const fn sub(
+/// A subcommand spec of the cluster group (CLUSTER's and RAFT's).
+pub(super) const fn sub(
     name: &'static str,
     arity: i32,
     flags: u32,

@@ -21,6 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use prism_replication::types::ChangeMembers;
 
+use super::cluster::sub;
 use super::{CmdError, Ctx};
 use crate::resp::ReplyWriter;
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
@@ -28,24 +29,21 @@ use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 /// How long a member change may take (a learner catching up included).
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
-const fn sub(name: &'static str, arity: i32, summary: &'static str, f: fn(&mut Ctx<'_>, &[Bytes])) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags: ADMIN | NOSCRIPT,
-        keys: KeySpec::None,
-        group: Group::Cluster,
-        summary,
-        since: "7.0.0",
-        complexity: "O(N) where N is the number of members",
-        handler: Handler::Direct(f),
-    }
-}
+/// Each change is O(members) plus the learner's catch-up.
+const COMPLEXITY: &str = "O(N) where N is the number of members";
 
 const SUBCOMMANDS: &[CommandSpec] = &[
-    sub("members", 2, "Lists the members of this node's shard group.", members),
-    sub("add", 4, "Adds a member to this node's shard group (learner, then voter).", add),
-    sub("remove", 3, "Removes a member from this node's shard group.", remove),
+    sub("members", 2, ADMIN | NOSCRIPT, "Lists the members of this node's shard group.", "7.0.0", COMPLEXITY, members),
+    sub(
+        "add",
+        4,
+        ADMIN | NOSCRIPT,
+        "Adds a member to this node's shard group (learner, then voter).",
+        "7.0.0",
+        COMPLEXITY,
+        add,
+    ),
+    sub("remove", 3, ADMIN | NOSCRIPT, "Removes a member from this node's shard group.", "7.0.0", COMPLEXITY, remove),
 ];
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
