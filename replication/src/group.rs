@@ -17,7 +17,7 @@
 //!   log and vote are empty); a restarted member never does.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +133,9 @@ pub struct ShardGroup {
     proposals: mpsc::Sender<Proposal>,
     fence: Arc<ReadFence>,
     leadership: watch::Receiver<Leadership>,
+    /// `leadership` says this member leads: read by every command on the node, so an
+    /// atomic rather than the watch's lock.
+    leading: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     options: GroupOptions,
 }
@@ -164,12 +167,15 @@ impl ShardGroup {
         }
         let (ltx, leadership) = watch::channel(Leadership { leader: None, state: ServerState::Learner, term: 0 });
         let mut metrics = raft.metrics();
+        let leading = Arc::new(AtomicBool::new(false));
+        let leading_now = leading.clone();
         let watcher = tokio::spawn(async move {
             loop {
                 let now = {
                     let m = metrics.borrow_and_update();
                     Leadership { leader: m.current_leader, state: m.state, term: m.current_term }
                 };
+                leading_now.store(now.state == ServerState::Leader && now.leader == Some(me), Ordering::Release);
                 ltx.send_if_modified(|l| {
                     if *l != now {
                         *l = now.clone();
@@ -194,6 +200,7 @@ impl ShardGroup {
             proposals,
             fence,
             leadership,
+            leading,
             tasks: vec![watcher, proposer, fencer],
             options,
         })
@@ -252,9 +259,9 @@ impl ShardGroup {
     }
 
     /// True while this member believes it leads (not a guarantee: see `read_fence`).
+    #[inline]
     pub fn is_leader(&self) -> bool {
-        let l = self.leadership.borrow();
-        l.state == ServerState::Leader && l.leader == Some(self.me)
+        self.leading.load(Ordering::Acquire)
     }
 
     pub fn metrics(&self) -> RaftMetrics<NodeId, PeerNode> {

@@ -180,16 +180,6 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         reject(node, conn, out, args, unknown_command(args));
         return Exec::Done;
     };
-    execute_spec(node, conn, args, out, spec)
-}
-
-fn execute_spec(
-    node: &Node,
-    conn: &mut ConnState,
-    args: &[Bytes],
-    out: &mut ReplyWriter,
-    spec: &'static CommandSpec,
-) -> Exec {
     execute_checked(node, conn, args, out, spec).unwrap_or(Exec::Done)
 }
 
@@ -201,16 +191,12 @@ fn execute_checked(
     out: &mut ReplyWriter,
     spec: &'static CommandSpec,
 ) -> Option<Exec> {
-    let reject = |node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Bytes], e: CmdError| {
-        reject(node, conn, out, args, e);
-        None
-    };
     if !spec.arity_ok(args.len()) {
         let e = CmdError::msg(format!("ERR wrong number of arguments for '{}' command", spec.name));
-        return reject(node, conn, out, args, e);
+        return refused(node, conn, out, args, e);
     }
     if !conn.authenticated && !spec.has(flag::NO_AUTH) {
-        return reject(node, conn, out, args, CmdError::msg("NOAUTH Authentication required."));
+        return refused(node, conn, out, args, CmdError::msg("NOAUTH Authentication required."));
     }
     if conn.subscriber.is_some()
         && out.proto == crate::resp::Proto::Resp2
@@ -220,7 +206,7 @@ fn execute_checked(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
         );
-        return reject(node, conn, out, args, CmdError::msg(msg));
+        return refused(node, conn, out, args, CmdError::msg(msg));
     }
     let (spec, full_name) = match spec.handler {
         Handler::Container(_) if args.len() < 2 => (spec, spec.name),
@@ -229,7 +215,7 @@ fn execute_checked(
             Some(sub) => {
                 let e =
                     CmdError::msg(format!("ERR wrong number of arguments for '{}|{}' command", spec.name, sub.name));
-                return reject(node, conn, out, args, e);
+                return refused(node, conn, out, args, e);
             }
             None => {
                 let msg = format!(
@@ -237,25 +223,25 @@ fn execute_checked(
                     truncated(&args[1], 128),
                     spec.name.to_ascii_uppercase()
                 );
-                return reject(node, conn, out, args, CmdError::msg(msg));
+                return refused(node, conn, out, args, CmdError::msg(msg));
             }
         },
         _ => (spec, spec.name),
     };
     let shard = match route(node, spec, args, conn.readonly) {
         Ok(shard) => shard,
-        Err(e) => return reject(node, conn, out, args, e),
+        Err(e) => return refused(node, conn, out, args, e),
     };
     if let Some(r) = node.replica() {
         // A keyless write (FLUSHALL ...) on a member that does not lead.
         if shard.is_none() && spec.has(flag::WRITE) && !r.is_leader() {
             let e = r.redirect(None, r.group.leadership().leader);
-            return reject(node, conn, out, args, e);
+            return refused(node, conn, out, args, e);
         }
     }
     if (spec.has(flag::DENYOOM) || multi::rejects_on_oom(conn, spec)) && node.over_maxmemory() {
         let e = CmdError::msg("OOM command not allowed when used memory > 'maxmemory'.");
-        return reject(node, conn, out, args, e);
+        return refused(node, conn, out, args, e);
     }
     // Inside MULTI, a command that passed the checks above waits for EXEC.
     if conn.multi.is_some() && multi::queues(spec) {
@@ -269,7 +255,7 @@ fn execute_checked(
                 Some(e) => {
                     let slot = spec.key_indexes_in(args).next().map(|i| Slot::of_key(&args[i]));
                     let e = r.read_error(e, slot);
-                    return reject(node, conn, out, args, e);
+                    return refused(node, conn, out, args, e);
                 }
                 None => return Some(Exec::Fence),
             }
@@ -304,6 +290,12 @@ fn execute_checked(
     }
     crate::stats::ran(node, ctx.conn, ctx.out, spec, args, mark, started);
     Some(Exec::Done)
+}
+
+/// [`reject`] for `execute_checked`, which answers `None` for a refused request.
+fn refused(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Bytes], e: CmdError) -> Option<Exec> {
+    reject(node, conn, out, args, e);
+    None
 }
 
 /// A request refused before it ran. Inside MULTI this marks the transaction failed, and a

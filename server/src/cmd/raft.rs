@@ -104,10 +104,7 @@ fn add(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Err(e) => return ctx.fail(CmdError::msg(format!("ERR {e}"))),
     };
     let Some(r) = ctx.node.replica.get().cloned() else { return standalone(ctx) };
-    ctx.conn.deferred = Some(Box::pin(async move {
-        let result = tokio::time::timeout(CHANGE_TIMEOUT, r.add_member(&member)).await;
-        reply(result.unwrap_or_else(|_| Err("TIMEOUT the change did not finish in time; see RAFT MEMBERS".into())))
-    }));
+    ctx.conn.deferred = Some(Box::pin(async move { reply(r.add_member(&member)).await }));
 }
 
 fn remove(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -118,14 +115,14 @@ fn remove(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         return ctx.fail(CmdError::NOT_INTEGER);
     };
     let Some(r) = ctx.node.replica.get().cloned() else { return standalone(ctx) };
-    ctx.conn.deferred = Some(Box::pin(async move {
-        let change = ChangeMembers::RemoveVoters([id].into());
-        let result = tokio::time::timeout(CHANGE_TIMEOUT, r.change(change)).await;
-        reply(result.unwrap_or_else(|_| Err("TIMEOUT the change did not finish in time; see RAFT MEMBERS".into())))
-    }));
+    ctx.conn.deferred = Some(Box::pin(async move { reply(r.change(ChangeMembers::RemoveVoters([id].into()))).await }));
 }
 
-fn reply(result: Result<(), String>) -> crate::conn::DeferredReply {
+/// Waits (bounded) for a membership change and turns its outcome into the reply.
+async fn reply(change: impl std::future::Future<Output = Result<(), String>>) -> crate::conn::DeferredReply {
+    let result = tokio::time::timeout(CHANGE_TIMEOUT, change)
+        .await
+        .unwrap_or_else(|_| Err("TIMEOUT the change did not finish in time; see RAFT MEMBERS".into()));
     Box::new(move |out: &mut ReplyWriter| match result {
         Ok(()) => out.ok(),
         Err(e) => out.error(&e),
