@@ -17,13 +17,23 @@
 //!   thread's own reads and writes use the held tables (see `held.rs`), and every other
 //!   thread waits, so the transaction is atomic and isolated.
 //!
+//! - Each slot has a write version ([`Keyspace::slot_version`]): the number of applied
+//!   writes whose op named a key in that slot (every slot, for FLUSHALL and a snapshot's
+//!   restore). It is counted at one choke point, when the write has run and still holds
+//!   the slot's lock (graph cleanup ops are writes too), so every replica applying the same
+//!   log holds the same versions, and a write's hooks still see the versions from before
+//!   it (EXEC compares WATCHed slots' versions in `WriteHooks::begin`). A write refused by
+//!   its hooks changes nothing and counts nothing. Snapshots carry the versions.
+//! - A copy-on-write snapshot in progress (`snapshot.rs`) is given every slot a write is
+//!   about to lock for writing before anything there changes.
+//!
 //! Positions: a table is an insertion-ordered map with swap-removal. Cursors (`SCAN`,
 //! active expiry) walk positions from the end of a table towards its start: a removal
 //! moves the last entry, which such a walk has already visited, into the hole, so an
 //! entry present for a whole scan is never skipped (it may be returned twice, which
 //! Redis allows).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -37,9 +47,11 @@ use crate::slot::{Slot, SLOT_COUNT};
 use crate::value::{reserve_one, FastHasher, Value, ENTRY_OVERHEAD};
 
 mod held;
+mod snapshot;
 
 pub use held::SlotRead;
 use held::{Held, HeldTables, Registration};
+pub use snapshot::{SlotCopy, SnapshotImage, SnapshotInProgress};
 
 /// Which slots a write locks.
 #[derive(Debug, Clone, Copy)]
@@ -232,6 +244,9 @@ pub struct Keyspace {
     slots: Box<[RwLock<SlotTable>]>,
     mem: AtomicI64,
     keys: AtomicI64,
+    /// Per-slot write versions (module header). Changed only under the slot's write lock.
+    versions: Box<[AtomicU64]>,
+    snapshotting: snapshot::Snapshotting,
 }
 
 impl Default for Keyspace {
@@ -246,7 +261,34 @@ impl Keyspace {
             slots: (0..SLOT_COUNT).map(|_| RwLock::new(SlotTable::default())).collect(),
             mem: AtomicI64::new(0),
             keys: AtomicI64::new(0),
+            versions: (0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect(),
+            snapshotting: snapshot::Snapshotting::default(),
         }
+    }
+
+    /// The write version of `slot`: how many applied writes named a key in it (module
+    /// header). Equal on every replica that applied the same log.
+    #[inline]
+    pub fn slot_version(&self, slot: Slot) -> u64 {
+        self.versions[slot.get() as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every slot's write version, slot `i` at index `i`.
+    pub fn slot_versions(&self) -> Vec<u64> {
+        self.versions.iter().map(|v| v.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Sets the slot versions (installing a snapshot): slot `i` gets `v[i]`; slots past
+    /// the end of `v` get 0, values past `SLOT_COUNT` are ignored.
+    pub fn set_slot_versions(&self, v: &[u64]) {
+        for (i, version) in self.versions.iter().enumerate() {
+            version.store(v.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn bump(&self, slot: u16) {
+        self.versions[slot as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Read access to one slot's table.
@@ -271,12 +313,19 @@ impl Keyspace {
         ReadSet { guards: slots.into_iter().map(|s| (s, SlotRead::of(self, s))).collect() }
     }
 
-    /// Replaces every slot's contents with `other`'s, slot by slot under each slot's
-    /// write lock: a reader of one key sees the old value or the new one, never a mix.
-    /// (A Raft follower installing a snapshot: the node keeps one keyspace for its life.)
+    /// Replaces every slot's contents and version with `other`'s, slot by slot under each
+    /// slot's write lock: a reader of one key sees the old value or the new one, never a
+    /// mix. (A Raft follower installing a snapshot: the node keeps one keyspace for its
+    /// life.)
     pub fn replace_with(&self, mut other: Keyspace) {
-        for (mine, theirs) in self.slots.iter().zip(other.slots.iter_mut()) {
-            std::mem::swap(&mut *mine.write(), theirs.get_mut());
+        let snap = self.snapshotting.current();
+        for (i, (mine, theirs)) in self.slots.iter().zip(other.slots.iter_mut()).enumerate() {
+            let mut mine = mine.write();
+            if let Some(s) = &snap {
+                s.preserve(i as u16, &mine);
+            }
+            std::mem::swap(&mut *mine, theirs.get_mut());
+            self.versions[i].store(other.versions[i].load(Ordering::Relaxed), Ordering::Relaxed);
         }
         self.mem.store(other.mem.load(Ordering::Relaxed), Ordering::Relaxed);
         self.keys.store(other.keys.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -321,25 +370,41 @@ impl Keyspace {
         }
         // Graph halves orphaned by this write are cleaned after its locks are released.
         let cleanup = outer.is_none().then(crate::graph::Cleanup::begin);
-        let mut slots: SmallVec<[u16; 4]> = SmallVec::new();
-        if matches!(scope, LockScope::All) || w.op.flushes_all() {
-            slots.extend(0..SLOT_COUNT as u16);
-        } else {
-            w.op.for_each_key(|k| slots.push(Slot::of_key(k).get()));
-            if let LockScope::With(extra) = scope {
-                slots.extend(extra.iter().map(|s| s.get()));
-            }
-            slots.sort_unstable();
-            slots.dedup();
+        // `named`: the slots the op's keys name (their versions count this write);
+        // `slots`: those and the scope's, locked.
+        let flushes = w.op.flushes_all();
+        let mut named: SmallVec<[u16; 4]> = SmallVec::new();
+        if !flushes {
+            w.op.for_each_key(|k| named.push(Slot::of_key(k).get()));
+            named.sort_unstable();
+            named.dedup();
         }
+        // The common case (scope `Op`) locks exactly `named`, without a second list.
+        let wider: Option<SmallVec<[u16; 4]>> = match scope {
+            LockScope::All => Some((0..SLOT_COUNT as u16).collect()),
+            _ if flushes => Some((0..SLOT_COUNT as u16).collect()),
+            LockScope::Op => None,
+            LockScope::With(extra) => {
+                let mut slots = named.clone();
+                slots.extend(extra.iter().map(|s| s.get()));
+                slots.sort_unstable();
+                slots.dedup();
+                Some(slots)
+            }
+        };
+        let slots: &[u16] = wider.as_deref().unwrap_or(&named);
+        let snap = self.snapshotting.current();
         let mut guards: SmallVec<[_; 4]> = SmallVec::new();
         let mut tables = HeldTables::with_capacity(slots.len());
-        for s in slots {
+        for &s in slots {
             // SAFETY: a registered hold is valid while registered (held.rs).
             match outer.and_then(|h| unsafe { (*h).find(s) }) {
                 Some(p) => tables.push((s, p)),
                 None => {
                     let mut g = self.slots[s as usize].write();
+                    if let Some(snap) = &snap {
+                        snap.preserve(s, &g);
+                    }
                     let p: *mut SlotTable = &mut *g;
                     guards.push(g);
                     tables.push((s, p));
@@ -355,6 +420,14 @@ impl Keyspace {
             // SAFETY: still held (by this write's guards or an outer write's).
             self.sync(unsafe { &mut *p });
         }
+        if out.is_some() {
+            // Still under the locks, so a reader never sees a version ahead of the data.
+            if flushes {
+                (0..SLOT_COUNT as u16).for_each(|s| self.bump(s));
+            } else {
+                named.iter().for_each(|&s| self.bump(s));
+            }
+        }
         drop(held);
         drop(guards);
         if let Some(c) = cleanup {
@@ -367,9 +440,21 @@ impl Keyspace {
         if !hooks.begin() {
             return None;
         }
+        // EXEC's WATCH on a replicated shard: every member checks the same guard against
+        // the versions from before this write (op.rs `Guarded`).
+        if let Op::Guarded(g) = &w.op {
+            if !g.holds(|s| self.versions.get(s as usize).map_or(0, |v| v.load(Ordering::Relaxed)), w.now_ms) {
+                return None;
+            }
+        }
         let mut set = WriteSet { held };
-        let out = match &w.op {
-            Op::Multi(ops) => {
+        let items = match &w.op {
+            Op::Multi(ops) => Some(ops),
+            Op::Guarded(g) => Some(&g.ops),
+            _ => None,
+        };
+        let out = match items {
+            Some(ops) => {
                 let mut outs = Vec::with_capacity(ops.len());
                 for (i, op) in ops.iter().enumerate() {
                     hooks.between(i);
@@ -380,7 +465,7 @@ impl Keyspace {
                 hooks.between(ops.len());
                 Output::Array(outs)
             }
-            op => apply::apply_op(&mut set, op, w.now_ms),
+            None => apply::apply_op(&mut set, &w.op, w.now_ms),
         };
         hooks.end(&w.op);
         Some(out)
@@ -416,10 +501,15 @@ impl Keyspace {
         if !hooks.begin() {
             return None;
         }
-        for t in self.slots.iter() {
+        let snap = self.snapshotting.current();
+        for (s, t) in self.slots.iter().enumerate() {
             let mut t = t.write();
+            if let Some(snap) = &snap {
+                snap.preserve(s as u16, &t);
+            }
             t.clear();
             self.sync(&mut t);
+            self.bump(s as u16);
         }
         hooks.end(&Op::FlushAll);
         Some(Output::Ok)
@@ -641,3 +731,6 @@ mod scan_positions_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod snapshot_tests;

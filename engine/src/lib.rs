@@ -18,6 +18,7 @@ pub mod op;
 pub mod set;
 pub mod slot;
 pub mod sort;
+pub mod tier;
 pub mod value;
 pub mod zset;
 

@@ -191,6 +191,49 @@ pub enum Op {
     /// -> an array of each op's output; an op refused with an [`OpError`] leaves its error
     /// in the array and the others still apply, as Redis does.
     Multi(Vec<Op>),
+    /// A transaction proposed by EXEC on a replicated shard: [`Guarded`] -> an array of
+    /// each item's output as `Multi`, or nothing at all (the write is refused: the
+    /// keyspace's apply answers `None`, EXEC a null array) when its WATCH guard fails.
+    Guarded(Box<Guarded>),
+}
+
+/// A replicated transaction: its items, the WATCH guard every member checks before any
+/// item applies, and the tag the proposing node knows it by.
+///
+/// The guard is decided from replicated state only (slot versions, the write's time), so
+/// every member reaches the same verdict. It is per slot: a write to another key of a
+/// watched slot also aborts the transaction (a false abort, which WATCH clients retry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guarded {
+    /// Names the transaction to the node that proposed it, which runs the transaction's
+    /// reads between the items when it applies the entry (0: none). Other members, and
+    /// that node once the client is gone, apply the items alone: reads change nothing.
+    pub tag: u64,
+    /// `(slot, version)`: each watched key's slot and its `Keyspace::slot_version` when
+    /// the key was watched. The guard holds while every version is unchanged.
+    pub versions: Vec<(u16, u64)>,
+    /// The earliest deadline a watched key had when watched (0: none). A key that expires
+    /// after WATCH counts as changed (Redis 7): the guard fails once the write's time
+    /// reaches it.
+    pub expires_at: u64,
+    pub ops: Vec<Op>,
+}
+
+impl Guarded {
+    /// True when no write named a watched slot and no watched key expired: `version`
+    /// reads a slot's current version, `now_ms` is the write's time.
+    pub fn holds(&self, version: impl Fn(u16) -> u64, now_ms: u64) -> bool {
+        (self.expires_at == 0 || now_ms < self.expires_at) && self.versions.iter().all(|&(s, v)| version(s) == v)
+    }
+
+    /// The watched slots, ascending and without duplicates.
+    pub fn slots(&self) -> Vec<crate::Slot> {
+        let mut slots: Vec<crate::Slot> =
+            self.versions.iter().filter_map(|&(s, _)| crate::Slot::new(u64::from(s))).collect();
+        slots.sort_unstable_by_key(|s| s.get());
+        slots.dedup();
+        slots
+    }
 }
 
 impl Op {
@@ -205,6 +248,7 @@ impl Op {
         match self {
             Op::FlushAll => true,
             Op::Multi(ops) => ops.iter().any(Op::flushes_all),
+            Op::Guarded(g) => g.ops.iter().any(Op::flushes_all),
             _ => false,
         }
     }
@@ -238,6 +282,7 @@ impl Op {
             Op::Lists(op) => op.for_each_key(&mut f),
             Op::Graph(op) => op.for_each_key(&mut f),
             Op::Multi(ops) => ops.iter().for_each(|op| op.visit_keys(f)),
+            Op::Guarded(g) => g.ops.iter().for_each(|op| op.visit_keys(f)),
         }
     }
 }

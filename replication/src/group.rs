@@ -15,6 +15,9 @@
 //!   to that round's read index. Callers arriving while a round runs share the next one.
 //! - Exactly one configured member initializes a new group (the lowest id, only when its
 //!   log and vote are empty); a restarted member never does.
+//! - While a leadership transfer runs ([`crate::election`]), new writes answer
+//!   [`WriteError::NotLeader`] at once (never proposed), queued ones wait for its end, and
+//!   read-index rounds wait for it: a leader handing over proposes and confirms nothing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +29,7 @@ use openraft::{Config, Raft, RaftMetrics, ServerState};
 use prism_engine::Write;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
+use crate::election::{Elections, TransferError};
 use crate::log_store::RocksLogStore;
 use crate::network::{Groups, PeerNetwork};
 use crate::state_machine::KeyspaceStateMachine;
@@ -58,7 +62,8 @@ pub enum WriteError {
 /// Tuning of a group, from the node's configuration.
 #[derive(Debug, Clone)]
 pub struct GroupOptions {
-    /// Leader heartbeat interval; elections time out after 4x to 8x of it.
+    /// Leader heartbeat interval; openraft's elections time out after 4x to 8x of it (plus
+    /// the 8x lease), [`crate::election`]'s quiet-leader timer after 10x.
     pub heartbeat: Duration,
     /// How long a write waits for its commit before answering "unknown".
     pub write_timeout: Duration,
@@ -136,6 +141,7 @@ pub struct ShardGroup {
     /// `leadership` says this member leads: read by every command on the node, so an
     /// atomic rather than the watch's lock.
     leading: Arc<AtomicBool>,
+    elections: Arc<Elections>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     options: GroupOptions,
 }
@@ -154,10 +160,23 @@ impl ShardGroup {
     ) -> Result<ShardGroup, String> {
         let me = host.me;
         let config = Arc::new(options.raft_config(group)?);
-        let raft = Raft::new(me, config, host.net.for_group(group), log, sm)
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let elections = Arc::new(Elections::new(
+            group,
+            me,
+            host.net.clone(),
+            Duration::from_millis(config.heartbeat_interval),
+            // openraft's leader lease is the election timeout's maximum.
+            Duration::from_millis(config.election_timeout_max),
+            slots.clone(),
+            IN_FLIGHT as u32,
+        ));
+        let raft = Raft::new(me, config, host.net.for_group_with(group, elections.clone()), log, sm)
             .await
             .map_err(|e| format!("starting group {group}: {e}"))?;
+        elections.set_raft(raft.clone());
         host.groups.insert(group, raft.clone());
+        host.groups.insert_elections(group, elections.clone());
         let initialized = raft.is_initialized().await.map_err(|e| e.to_string())?;
         if !initialized && members.keys().next() == Some(&me) {
             match raft.initialize(members).await {
@@ -190,9 +209,10 @@ impl ShardGroup {
             }
         });
         let (proposals, rx) = mpsc::channel(QUEUE);
-        let proposer = tokio::spawn(propose(raft.clone(), rx, options.write_timeout));
+        let proposer = tokio::spawn(propose(raft.clone(), rx, slots, elections.clone(), options.write_timeout));
         let fence = Arc::new(ReadFence::new());
-        let fencer = tokio::spawn(fence.clone().run(raft.clone(), me));
+        let fencer = tokio::spawn(fence.clone().run(raft.clone(), me, elections.clone()));
+        let elector = tokio::spawn(elections.clone().watch_leader());
         Ok(ShardGroup {
             id: group,
             me,
@@ -201,13 +221,17 @@ impl ShardGroup {
             fence,
             leadership,
             leading,
-            tasks: vec![watcher, proposer, fencer],
+            elections,
+            tasks: vec![watcher, proposer, fencer, elector],
             options,
         })
     }
 
     /// Proposes `writes` as part of one log entry and returns their outputs once applied.
     pub async fn write(&self, writes: Vec<Write>) -> Result<Committed, WriteError> {
+        if self.elections.transferring() {
+            return Err(WriteError::NotLeader(None));
+        }
         let (reply, rx) = oneshot::channel();
         if self.proposals.send(Proposal { writes, reply }).await.is_err() {
             return Err(WriteError::Stopped);
@@ -276,6 +300,16 @@ impl ShardGroup {
         &self.options
     }
 
+    /// Hands leadership to `target` and returns who leads after (see [`crate::election`]).
+    pub async fn transfer(&self, target: NodeId) -> Result<NodeId, TransferError> {
+        self.elections.transfer(target).await
+    }
+
+    /// This member's part in elections: transfers, `CLUSTER FAILOVER FORCE` campaigns.
+    pub fn elections(&self) -> &Arc<Elections> {
+        &self.elections
+    }
+
     /// Stops the member: pending writes answer `Stopped`, Raft shuts down.
     pub async fn shutdown(&self) {
         for t in &self.tasks {
@@ -287,12 +321,24 @@ impl ShardGroup {
 
 /// The proposer: packs queued writes into entries, keeps at most [`IN_FLIGHT`] entries
 /// outstanding, and hands each write's output back to its caller.
-async fn propose(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>, timeout: Duration) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn propose(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::Receiver<Proposal>,
+    slots: Arc<Semaphore>,
+    elections: Arc<Elections>,
+    timeout: Duration,
+) {
     loop {
-        // Room first: while entries are in flight, writes pile up into the next batch.
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        // The first write, then room: while entries are in flight, writes pile up into the
+        // next batch. (A slot is never held while idle: a transfer takes every slot to know
+        // that nothing is in flight.)
         let Some(first) = rx.recv().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        if elections.transferring() {
+            // Queued before the transfer began and not proposed: certainly not applied.
+            let _ = first.reply.send(Err(WriteError::NotLeader(None)));
+            continue;
+        }
         let mut batch = vec![first];
         let mut count = batch[0].writes.len();
         while count < MAX_BATCH {
@@ -393,13 +439,17 @@ impl ReadFence {
         }
     }
 
-    async fn run(self: Arc<Self>, raft: Raft<TypeConfig>, me: NodeId) {
+    async fn run(self: Arc<Self>, raft: Raft<TypeConfig>, me: NodeId, elections: Arc<Elections>) {
         let mut finished = 0;
         loop {
             let round = self.requested.load(Ordering::SeqCst);
             if round <= finished {
                 self.wake.notified().await;
                 continue;
+            }
+            // A round's heartbeats would renew the voters' leases a transfer waits out.
+            if elections.transferring() {
+                elections.until_released().await;
             }
             self.running.store(round, Ordering::SeqCst);
             let result = match tokio::time::timeout(FENCE_TIMEOUT, raft.ensure_linearizable()).await {

@@ -14,6 +14,8 @@
 //!   restored through `Op::Restore`) and the consistent copy it is built from.
 //! - [`network`]: the peer network, one multiplexed TCP connection per node pair, every
 //!   group's RPCs tagged with its id.
+//! - [`election`]: elections beyond openraft's timer: the hints that make failover take
+//!   one round, and leadership transfer on demand.
 //! - [`group`]: a group as a node runs it: bootstrap, the proposer that batches client
 //!   writes into entries, the read fence (read-index) and leadership tracking.
 //!
@@ -26,8 +28,7 @@
 //! The engine knows nothing of Raft; this crate depends on the engine and never on the
 //! server or RESP.
 //!
-//! Not yet: membership changes as admin commands, copy-on-write slot tables (taking a
-//! snapshot's copy pauses applies for O(data)), log purge that waits for a member still
+//! Not yet: membership changes as admin commands, log purge that waits for a member still
 //! installing a snapshot (openraft keeps `max_in_snapshot_log_to_keep` entries meanwhile).
 
 // The storage error type is openraft's `StorageError` (over 200 bytes), fixed by its
@@ -35,6 +36,7 @@
 // trait method. Errors are rare (they stop the group), so their size costs nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod election;
 pub mod group;
 pub mod log_store;
 pub mod network;
@@ -43,12 +45,13 @@ mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 
+pub use election::{Elections, TransferError};
 pub use group::{Committed, GroupOptions, Host, Leadership, ShardGroup, WriteError};
 pub use log_store::{Durability, LogDb, RocksLogStore};
 pub use network::{Groups, PeerNetwork};
 pub use openraft::ServerState;
 pub use state_machine::{ApplyHook, KeyspaceStateMachine, PlainApply};
-pub use types::{GroupId, NodeId, Outputs, PeerNode, TypeConfig, WriteBatch};
+pub use types::{GroupId, NodeId, NodeStatus, Outputs, PeerNode, TypeConfig, WriteBatch};
 
 #[cfg(test)]
 mod conformance;

@@ -36,7 +36,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::types::{GroupId, NodeId, PeerNode, TypeConfig};
+use crate::election::{Elections, TransferError};
+use crate::types::{GroupId, NodeId, NodeStatus, PeerNode, TypeConfig};
 
 /// Largest frame accepted: an append of many large values, or a snapshot chunk.
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
@@ -64,6 +65,21 @@ pub enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A node's status for the fleet view (any group id; answered by [`Response::Noted`]).
+    Status(NodeStatus),
+    /// Leadership transfer, leader to target: campaign after `not_before_ms`, retrying for
+    /// `window_ms`, if this member's log reaches `log_at_least` (answered by
+    /// [`Response::Campaign`]).
+    Campaign {
+        not_before_ms: u64,
+        window_ms: u64,
+        log_at_least: u64,
+    },
+    /// `CLUSTER FAILOVER`, replica to leader: hand leadership to `to` (answered by
+    /// [`Response::Transfer`] once the transfer ended).
+    Transfer {
+        to: NodeId,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +89,11 @@ pub enum Response {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     /// The listener hosts no such group.
     NoGroup(GroupId),
+    /// A [`Request::Status`] was handed to the node's status sink.
+    Noted,
+    Campaign(Result<(), String>),
+    /// Who leads after the transfer.
+    Transfer(Result<NodeId, TransferError>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,15 +127,42 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
     bincode::deserialize(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
-/// The groups a node hosts, as the listener finds them.
+/// Where a node's listener hands the statuses other nodes send it.
+pub type StatusSink = Arc<dyn Fn(NodeStatus) + Send + Sync>;
+
+/// The groups a node hosts, as the listener finds them, and its status sink.
 #[derive(Default, Clone)]
 pub struct Groups {
     inner: Arc<RwLock<HashMap<GroupId, Raft<TypeConfig>>>>,
+    status: Arc<RwLock<Option<StatusSink>>>,
+    elections: Arc<RwLock<HashMap<GroupId, Arc<Elections>>>>,
 }
 
 impl Groups {
+    /// Statuses received from now on go to `sink` (none set: they are dropped).
+    pub fn on_status(&self, sink: StatusSink) {
+        *self.status.write() = Some(sink);
+    }
+
+    fn noted(&self, status: NodeStatus) {
+        let sink = self.status.read().clone();
+        if let Some(sink) = sink {
+            sink(status);
+        }
+    }
+
     pub fn insert(&self, group: GroupId, raft: Raft<TypeConfig>) {
         self.inner.write().insert(group, raft);
+    }
+
+    /// Registers the election hooks of a hosted group (leader contact, vote hints,
+    /// transfer requests).
+    pub fn insert_elections(&self, group: GroupId, elections: Arc<Elections>) {
+        self.elections.write().insert(group, elections);
+    }
+
+    fn elections(&self, group: GroupId) -> Option<Arc<Elections>> {
+        self.elections.read().get(&group).cloned()
     }
 
     fn get(&self, group: GroupId) -> Option<Raft<TypeConfig>> {
@@ -174,14 +222,57 @@ async fn serve_conn(stream: TcpStream, me: NodeId, groups: Groups) -> io::Result
         };
         let tx = tx.clone();
         let raft = groups.get(group);
+        let groups = groups.clone();
         tokio::spawn(async move {
-            let body = match raft {
-                None => Response::NoGroup(group),
-                Some(raft) => match body {
-                    Request::Append(req) => Response::Append(raft.append_entries(req).await),
-                    Request::Vote(req) => Response::Vote(raft.vote(req).await),
-                    Request::Snapshot(req) => Response::Snapshot(raft.install_snapshot(req).await),
+            let body = match (body, raft) {
+                (Request::Status(status), _) => {
+                    groups.noted(status);
+                    Response::Noted
+                }
+                (Request::Campaign { not_before_ms, window_ms, log_at_least }, _) => {
+                    Response::Campaign(match groups.elections(group) {
+                        None => Err(format!("node {me} hosts no group {group}")),
+                        Some(e) => e.campaign(
+                            Duration::from_millis(not_before_ms),
+                            Duration::from_millis(window_ms),
+                            log_at_least,
+                        ),
+                    })
+                }
+                (Request::Transfer { to }, _) => match groups.elections(group) {
+                    None => Response::NoGroup(group),
+                    Some(e) => Response::Transfer(e.transfer(to).await),
                 },
+                (_, None) => Response::NoGroup(group),
+                (Request::Append(req), Some(raft)) => {
+                    let resp = raft.append_entries(req).await;
+                    // An append this member took (not one from a deposed leader) is
+                    // contact with its leader, for the election hints.
+                    if matches!(&resp, Ok(r) if r.is_success() || r.is_conflict()) {
+                        if let Some(e) = groups.elections(group) {
+                            e.contact();
+                        }
+                    }
+                    Response::Append(resp)
+                }
+                (Request::Vote(req), Some(raft)) => {
+                    let e = groups.elections(group);
+                    let hint = e.as_ref().map(|_| req.clone());
+                    let resp = raft.vote(req).await;
+                    if let (Some(e), Some(req), Ok(resp)) = (e, hint, &resp) {
+                        e.on_vote_request(&req, resp);
+                    }
+                    Response::Vote(resp)
+                }
+                (Request::Snapshot(req), Some(raft)) => {
+                    let resp = raft.install_snapshot(req).await;
+                    if resp.is_ok() {
+                        if let Some(e) = groups.elections(group) {
+                            e.contact();
+                        }
+                    }
+                    Response::Snapshot(resp)
+                }
             };
             if let Ok(frame) = encode(&Frame::Response { id, body }) {
                 let _ = tx.send(frame).await;
@@ -345,9 +436,70 @@ impl PeerNetwork {
         }
     }
 
+    /// Sends this node's status to `target` (addressed by this node's configuration) and
+    /// waits at most `ttl` for the receipt.
+    pub async fn tell(&self, target: NodeId, status: NodeStatus, ttl: Duration) -> io::Result<()> {
+        let Some(addr) = self.addrs.read().get(&target).cloned() else {
+            return Err(io::Error::other(format!("no peer address for node {target}")));
+        };
+        let link = self.link(target, &PeerNode::new(addr, ""));
+        match link.call(status.group, Request::Status(status), ttl).await {
+            Ok(Response::Noted) => Ok(()),
+            Ok(_) => Err(io::Error::other("mismatched peer response")),
+            Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(e),
+        }
+    }
+
     /// The network one group's Raft uses.
     pub fn for_group(&self, group: GroupId) -> GroupNetwork {
-        GroupNetwork { net: self.clone(), group }
+        GroupNetwork { net: self.clone(), group, elections: None }
+    }
+
+    /// The same, telling `elections` how this member's vote requests were answered.
+    pub fn for_group_with(&self, group: GroupId, elections: Arc<Elections>) -> GroupNetwork {
+        GroupNetwork { net: self.clone(), group, elections: Some(elections) }
+    }
+
+    /// Asks `target` to campaign (a leadership transfer; see [`Request::Campaign`]).
+    pub async fn campaign(
+        &self,
+        group: GroupId,
+        target: NodeId,
+        node: &PeerNode,
+        not_before: Duration,
+        window: Duration,
+        log_at_least: u64,
+    ) -> Result<(), String> {
+        let body = Request::Campaign {
+            not_before_ms: not_before.as_millis() as u64,
+            window_ms: window.as_millis() as u64,
+            log_at_least,
+        };
+        match self.link(target, node).call(group, body, Duration::from_secs(2)).await {
+            Ok(Response::Campaign(r)) => r,
+            Ok(Response::NoGroup(g)) => Err(format!("node {target} hosts no group {g}")),
+            Ok(_) => Err("mismatched peer response".into()),
+            Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// Asks the leader `leader` to hand leadership to `to`, waiting at most `ttl`
+    /// (see [`Request::Transfer`]).
+    pub async fn transfer(
+        &self,
+        group: GroupId,
+        leader: NodeId,
+        node: &PeerNode,
+        to: NodeId,
+        ttl: Duration,
+    ) -> Result<NodeId, TransferError> {
+        let unreachable = |reason: String| TransferError::Target { target: leader, reason };
+        match self.link(leader, node).call(group, Request::Transfer { to }, ttl).await {
+            Ok(Response::Transfer(r)) => r,
+            Ok(Response::NoGroup(g)) => Err(unreachable(format!("node {leader} hosts no group {g}"))),
+            Ok(_) => Err(unreachable("mismatched peer response".into())),
+            Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(unreachable(e.to_string())),
+        }
     }
 }
 
@@ -356,13 +508,14 @@ impl PeerNetwork {
 pub struct GroupNetwork {
     net: PeerNetwork,
     group: GroupId,
+    elections: Option<Arc<Elections>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
     type Network = GroupClient;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> GroupClient {
-        GroupClient { link: self.net.link(target, node), group: self.group, target }
+        GroupClient { link: self.net.link(target, node), group: self.group, target, elections: self.elections.clone() }
     }
 }
 
@@ -371,6 +524,7 @@ pub struct GroupClient {
     link: Arc<PeerLink>,
     group: GroupId,
     target: NodeId,
+    elections: Option<Arc<Elections>>,
 }
 
 impl GroupClient {
@@ -417,8 +571,14 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        let asked = self.elections.as_ref().map(|_| rpc.clone());
         match self.link.call(self.group, Request::Vote(rpc), option.hard_ttl()).await? {
-            Response::Vote(Ok(r)) => Ok(r),
+            Response::Vote(Ok(r)) => {
+                if let (Some(e), Some(asked)) = (&self.elections, asked) {
+                    e.on_vote_response(self.target, &asked, &r);
+                }
+                Ok(r)
+            }
             Response::Vote(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             Response::NoGroup(g) => Err(self.no_group(g)),
             _ => Err(self.unexpected()),

@@ -3,23 +3,31 @@
 //!
 //! Layout (integers big-endian):
 //! ```text
-//! magic "PRSMSNAP" | version u32
+//! magic "PRSMSNAP" | version u32 (2)
+//! versions         : count u32 | (slot u16 | version u64)*count    (v2 only)
 //! record*          : key_len u64 | key | expire_at u64 | value_len u64 | value
 //! trailer          : record_count u64 | crc32c u32 of everything before it
 //! ```
 //! `value` is the engine's DUMP payload of the value ([`prism_engine::dump`]: versioned,
 //! CRC-64 checksummed); restoring goes through `Op::Restore`, so a snapshot rebuilds
-//! exactly what RESTORE would, with the engine's memory accounting.
+//! exactly what RESTORE would, with the engine's memory accounting. `versions` lists the
+//! slots whose write version ([`Keyspace::slot_version`]) is not 0, in ascending order;
+//! the decoded keyspace gets exactly those versions (the restores' own counts are
+//! overwritten), so a member that installed a snapshot agrees with one that replayed the
+//! log. Version 1 (no versions block) still decodes, with every version 0.
 //!
 //! Invariants: decoding checks the magic, the version, every length against what is left,
 //! the record count and the checksum, and never panics on bad bytes: a truncated or
 //! corrupt snapshot is an error and installs nothing.
 
 use bytes::Bytes;
-use prism_engine::{dump, Entry, Keyspace, Op, Output, Slot, Write};
+use prism_engine::keyspace::SnapshotImage;
+use prism_engine::{dump, Keyspace, Op, Output, Write, SLOT_COUNT};
 
 const MAGIC: &[u8; 8] = b"PRSMSNAP";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Still decoded: no versions block.
+const VERSION_1: u32 = 1;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// Why a snapshot could not be decoded.
@@ -33,55 +41,68 @@ pub enum SnapshotError {
     Truncated(usize),
     #[error("snapshot checksum mismatch")]
     Checksum,
+    #[error("snapshot slot versions are malformed")]
+    Versions,
     #[error("snapshot holds {found} records, its trailer says {expected}")]
     Count { found: u64, expected: u64 },
     #[error("record {index} (key {key:?}): {reason}")]
     Value { index: u64, key: String, reason: String },
 }
 
-/// Every entry of a keyspace at one instant (see the state machine's header for how that
-/// instant is made consistent).
+/// Every entry of a keyspace at one instant, with the slot versions then: the engine's
+/// copy-on-write [`SnapshotImage`] (see the state machine's header for how the instant is
+/// chosen). Expired entries not yet removed are kept: replicas hold them too, until a
+/// purge write removes them.
 #[derive(Debug, Default)]
 pub struct KeyspaceCopy {
-    entries: Vec<(Bytes, Entry)>,
+    image: SnapshotImage,
 }
 
 impl KeyspaceCopy {
-    /// Clones every entry, slot by slot, each under its slot's read lock. Expired entries
-    /// not yet removed are kept: replicas hold them too, until a purge write removes them.
+    /// A full copy now, synchronously (a live state machine copies in the background:
+    /// [`Keyspace::begin_snapshot`]).
     pub fn take(keyspace: &Keyspace) -> KeyspaceCopy {
-        let mut entries = Vec::with_capacity(keyspace.key_count() as usize);
-        for slot in Slot::all() {
-            let table = keyspace.slot(slot);
-            entries.extend(
-                (0..table.len())
-                    .filter_map(|i| table.get_index(i))
-                    .map(|(k, e)| (Bytes::copy_from_slice(k), e.clone())),
-            );
-        }
-        KeyspaceCopy { entries }
+        KeyspaceCopy { image: keyspace.snapshot_now() }
+    }
+
+    /// The copy of a finished copy-on-write snapshot.
+    pub fn from_image(image: SnapshotImage) -> KeyspaceCopy {
+        KeyspaceCopy { image }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.image.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.image.is_empty()
+    }
+
+    /// Slots a write copied before the background copy reached them.
+    pub fn copied_by_writers(&self) -> usize {
+        self.image.copied_by_writers
     }
 }
 
 /// Serializes a copy.
 pub fn encode(copy: &KeyspaceCopy) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + copy.entries.len() * 32);
+    let count = copy.len();
+    let mut out = Vec::with_capacity(16 + count * 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
-    for (key, entry) in &copy.entries {
+    let versions: Vec<(u16, u64)> =
+        copy.image.versions.iter().enumerate().filter(|(_, v)| **v != 0).map(|(s, v)| (s as u16, *v)).collect();
+    out.extend_from_slice(&(versions.len() as u32).to_be_bytes());
+    for (slot, v) in versions {
+        out.extend_from_slice(&slot.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    for (key, entry) in copy.image.entries() {
         put_bytes(&mut out, key);
         out.extend_from_slice(&entry.expire_at.to_be_bytes());
         put_bytes(&mut out, &dump::encode(&entry.value));
     }
-    out.extend_from_slice(&(copy.entries.len() as u64).to_be_bytes());
+    out.extend_from_slice(&(count as u64).to_be_bytes());
     let crc = CRC.checksum(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out
@@ -103,9 +124,11 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let version = r.u32()?;
-    if version != VERSION {
-        return Err(SnapshotError::Version(version));
-    }
+    let versions = match version {
+        VERSION => r.versions()?,
+        VERSION_1 => Vec::new(),
+        _ => return Err(SnapshotError::Version(version)),
+    };
     let keyspace = Keyspace::new();
     let mut found = 0u64;
     while r.pos < body_len {
@@ -122,6 +145,7 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
     if found != expected {
         return Err(SnapshotError::Count { found, expected });
     }
+    keyspace.set_slot_versions(&versions);
     Ok(keyspace)
 }
 
@@ -142,6 +166,31 @@ impl Reader {
         let s = self.buf.slice(self.pos..end);
         self.pos = end;
         Ok(s)
+    }
+
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// The versions block: every slot's version (0 where not listed). Slots must be in
+    /// range and strictly ascending, so the block is at most SLOT_COUNT pairs.
+    fn versions(&mut self) -> Result<Vec<u64>, SnapshotError> {
+        let n = self.u32()? as usize;
+        if n > SLOT_COUNT {
+            return Err(SnapshotError::Versions);
+        }
+        let mut versions = vec![0u64; SLOT_COUNT];
+        let mut next = 0usize;
+        for _ in 0..n {
+            let slot = self.u16()? as usize;
+            if slot < next || slot >= SLOT_COUNT {
+                return Err(SnapshotError::Versions);
+            }
+            versions[slot] = self.u64()?;
+            next = slot + 1;
+        }
+        Ok(versions)
     }
 
     fn u32(&mut self) -> Result<u32, SnapshotError> {

@@ -17,14 +17,22 @@
 //!   blocked on a key and flag WATCHers under the write's own slot locks.
 //!
 //! Snapshots and writes: openraft asks for a snapshot builder between two applies and
-//! builds the snapshot in a background task while applies go on. The builder therefore
-//! takes its consistent view when it is created: a clone of every entry, taken slot by
-//! slot under each slot's read lock. No apply runs meanwhile (applies and this copy are
-//! serialized on the state machine), so the copy is the state at `applied`; client reads
-//! go on, and writes wait only for the in-memory clone (measured: about 0.36 s for a
-//! million small strings, ~100 MB, in a dev build on a busy 2-core machine). Encoding, checksumming and the
-//! copy's memory are then the background task's. Next step: copy-on-write slot tables,
-//! so the pause is O(slots) instead of O(data).
+//! builds the snapshot in a background task while applies go on. The builder fixes its
+//! consistent view when it is created, without copying: it starts a copy-on-write
+//! snapshot of the keyspace ([`Keyspace::begin_snapshot`], O(slots): the slot versions and
+//! a flag per slot), and a blocking task copies the slots one by one under each slot's
+//! read lock. An apply that is about to change a slot not copied yet copies that slot
+//! first (~1/16384 of the data), so the finished copy is exactly the state at `applied`
+//! while applies go on. `build_snapshot` waits for the copy, encodes it off the runtime
+//! and stores it. (The old synchronous clone stalled applies about 0.36 s per million
+//! small strings; see docs/benchmarks.md for the measured stall now.)
+//!
+//! Log purge and a member still installing: openraft 0.9.25 does not hold the log purge
+//! for a member receiving a snapshot (`progress/entry/mod.rs:78-87`: a snapshot in flight
+//! never counts as using the log); a new snapshot purges up to its index minus
+//! `max_in_snapshot_log_to_keep` (`engine/engine_impl.rs:566-580`). Safe (the member is
+//! then sent the newer snapshot), but a transfer longer than one snapshot interval
+//! repeats; docs/replication.md ("Log purge and a member still installing a snapshot").
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +47,7 @@ use prism_engine::{Keyspace, Output, Write};
 use crate::snapshot::{self, KeyspaceCopy};
 use crate::snapshot_file;
 use crate::types::{Entry, LogId, NodeId, Outputs, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use tokio::task::JoinHandle;
 
 /// The last snapshot built or installed, kept to serve lagging replicas.
 #[derive(Debug, Clone)]
@@ -162,9 +171,10 @@ impl KeyspaceStateMachine {
     }
 }
 
-/// Builds one snapshot from the copy taken when it was created.
+/// Builds one snapshot from the copy-on-write copy started when it was created.
 pub struct KeyspaceSnapshotBuilder {
-    copy: Arc<KeyspaceCopy>,
+    /// The background copy; taken by the first `build_snapshot`.
+    copy: Option<JoinHandle<KeyspaceCopy>>,
     applied: Option<LogId>,
     membership: StoredMembership,
     snapshot_id: String,
@@ -178,10 +188,15 @@ impl RaftSnapshotBuilder<TypeConfig> for KeyspaceSnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let copy = self.copy.clone();
-        let encoded = tokio::task::spawn_blocking(move || snapshot::encode(&copy))
-            .await
-            .map_err(|e| StorageIOError::<NodeId>::write_snapshot(Some(meta.signature()), &e))?;
+        let write_err = |e: &dyn std::fmt::Display| {
+            StorageError::from(StorageIOError::<NodeId>::write_snapshot(
+                Some(meta.signature()),
+                AnyError::error(e.to_string()),
+            ))
+        };
+        let copy = self.copy.take().ok_or_else(|| write_err(&"snapshot builder used twice"))?;
+        let copy = copy.await.map_err(|e| write_err(&e))?;
+        let encoded = tokio::task::spawn_blocking(move || snapshot::encode(&copy)).await.map_err(|e| write_err(&e))?;
         let stored = StoredSnapshot { meta, data: Bytes::from(encoded) };
         let snapshot = stored.to_snapshot();
         // Durable before returning: openraft purges the log up to it afterwards.
@@ -225,8 +240,12 @@ impl RaftStateMachine<TypeConfig> for KeyspaceStateMachine {
             Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.built),
             None => format!("none-{}", self.built),
         };
+        // No apply runs now (`&mut self`): this is the instant the snapshot is of.
+        let snap = self.keyspace.begin_snapshot();
+        let keyspace = self.keyspace.clone();
+        let copy = tokio::task::spawn_blocking(move || KeyspaceCopy::from_image(snap.copy_rest(&keyspace)));
         KeyspaceSnapshotBuilder {
-            copy: Arc::new(KeyspaceCopy::take(&self.keyspace)),
+            copy: Some(copy),
             applied: self.applied,
             membership: self.membership.clone(),
             snapshot_id,

@@ -258,3 +258,108 @@ fn damaged_snapshot_file_is_an_error() {
     std::fs::write(&path, &bytes[..10]).expect("write");
     assert!(KeyspaceStateMachine::open(dir.path(), Arc::new(Keyspace::new())).is_err());
 }
+
+/// Entry `index` writes `per` keys spread over the slots, and overwrites one key of the
+/// entry before (entry 1: adds `k0:0`).
+fn spread(index: u64, per: u64) -> Entry {
+    let mut ops: Vec<Op> = (0..per).map(|i| set(&format!("k{index}:{i}"), &format!("v{index}"))).collect();
+    ops.push(set(&format!("k{}:0", index.saturating_sub(1)), &format!("over{index}")));
+    normal(index, ops)
+}
+
+/// A snapshot taken while applies go on is the state at its index: installed on a fresh
+/// state machine it equals a replay of the log up to that index, slot versions included,
+/// and after the rest of the log both members are identical again.
+#[test]
+fn snapshot_during_writes_installs_as_a_replay() {
+    rt().block_on(async {
+        let leader_dir = tempfile::tempdir().expect("temp dir");
+        let mut leader = new_sm(&leader_dir);
+        let replay_dir = tempfile::tempdir().expect("temp dir");
+        let mut replay = new_sm(&replay_dir);
+        for i in 1..=20 {
+            leader.apply([spread(i, 500)]).await.expect("apply");
+            replay.apply([spread(i, 500)]).await.expect("apply");
+        }
+        let mut builder = leader.get_snapshot_builder().await;
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        // Writes keep applying while the background copy runs.
+        for i in 21..=40 {
+            leader.apply([spread(i, 500)]).await.expect("apply");
+        }
+        let snap = build.await.expect("build task").expect("build");
+        assert_eq!(snap.meta.last_log_id, Some(log_id(1, 0, 20)));
+
+        let follower_dir = tempfile::tempdir().expect("temp dir");
+        let mut follower = new_sm(&follower_dir);
+        follower.install_snapshot(&snap.meta, snap.snapshot).await.expect("install");
+        let (f, r) = (follower.keyspace(), replay.keyspace());
+        assert_eq!(contents(&f), contents(&r));
+        assert_eq!(f.slot_versions(), r.slot_versions());
+        assert!(r.slot_versions().iter().any(|v| *v > 0));
+        assert_eq!((f.key_count(), f.used_memory()), (r.key_count(), r.used_memory()));
+
+        for i in 21..=40 {
+            follower.apply([spread(i, 500)]).await.expect("apply");
+        }
+        let l = leader.keyspace();
+        assert_eq!(contents(&f), contents(&l));
+        assert_eq!(f.slot_versions(), l.slot_versions());
+        assert_eq!((f.key_count(), f.used_memory()), (l.key_count(), l.used_memory()));
+    });
+}
+
+/// The bytes of a snapshot holding `records` (key, DUMP payload), in format `version`
+/// with the given versions block (v2 only), framed with a correct trailer.
+fn framed(version: u32, versions: &[(u16, u64)], count_field: Option<u32>, records: &[(&str, Bytes)]) -> Bytes {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"PRSMSNAP");
+    bytes.extend_from_slice(&version.to_be_bytes());
+    if version >= 2 {
+        bytes.extend_from_slice(&count_field.unwrap_or(versions.len() as u32).to_be_bytes());
+        for (s, v) in versions {
+            bytes.extend_from_slice(&s.to_be_bytes());
+            bytes.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    for (k, payload) in records {
+        bytes.extend_from_slice(&(k.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(k.as_bytes());
+        bytes.extend_from_slice(&0u64.to_be_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(payload);
+    }
+    bytes.extend_from_slice(&(records.len() as u64).to_be_bytes());
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&bytes);
+    bytes.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+/// A snapshot written before slot versions existed (format 1) still installs, with every
+/// version 0; a format 2 snapshot sets exactly the versions it lists; a malformed versions
+/// block is an error, not a panic.
+#[test]
+fn slot_versions_in_the_format() {
+    let payload = Bytes::from(prism_engine::dump::encode(&prism_engine::Value::Str(b"v".into())));
+    let old = crate::snapshot::decode(&framed(1, &[], None, &[("a", payload.clone())])).expect("format 1");
+    assert!(old.get(b"a", 0, |e| e.is_some()));
+    assert!(old.slot_versions().iter().all(|v| *v == 0), "restores do not count");
+
+    let new =
+        crate::snapshot::decode(&framed(2, &[(3, 9), (16383, 1)], None, &[("a", payload.clone())])).expect("format 2");
+    let mut expected = vec![0u64; prism_engine::SLOT_COUNT];
+    expected[3] = 9;
+    expected[16383] = 1;
+    assert_eq!(new.slot_versions(), expected);
+
+    for bad in [
+        framed(2, &[(16384, 1)], None, &[]),
+        framed(2, &[(5, 1), (5, 2)], None, &[]),
+        framed(2, &[(5, 1), (4, 2)], None, &[]),
+        framed(2, &[], Some(u32::MAX), &[]),
+        framed(2, &[(1, 1)], Some(2), &[]),
+        framed(3, &[], None, &[]),
+    ] {
+        assert!(crate::snapshot::decode(&bad).is_err());
+    }
+}

@@ -46,6 +46,23 @@ impl PeerNode {
 
 pub use openraft::ChangeMembers;
 
+/// What a node tells every other node of the fleet about itself and its group, about
+/// once a second and whenever its group's leader changes: the fleet's leader hints and
+/// liveness (the way Redis Cluster's bus gossips). Hints only: a stale one costs a client
+/// one more `-MOVED`, never a wrong answer, since every member checks leadership itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: NodeId,
+    pub group: GroupId,
+    /// The sender's current term in its group, and the leader it knows of in that term.
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    /// Log index of the membership the sender knows, and that membership's members
+    /// (voters flagged): the newest index wins at the receiver.
+    pub membership_index: u64,
+    pub members: Vec<(NodeId, PeerNode, bool)>,
+}
+
 impl fmt::Display for PeerNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.peer_addr)

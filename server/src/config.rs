@@ -97,6 +97,9 @@ pub struct Config {
     pub node_id: u64,
     /// The members of this node's shard group (`raft-group`); empty: a standalone node.
     pub raft_group: Vec<GroupMember>,
+    /// The fleet's topology file (`cluster-topology`, written by `prism cluster init`):
+    /// this node serves the slots of the shard its `node-id` is a member of.
+    pub cluster_topology: Option<PathBuf>,
     /// Raft leader heartbeat, milliseconds; elections time out after 4x to 8x of it.
     pub raft_heartbeat_ms: u64,
     /// TEST ONLY: a node that believes it leads answers reads from local state without
@@ -110,6 +113,38 @@ pub struct Config {
     /// Log entries between snapshots of a shard group (`raft-snapshot-entries`); a tenth
     /// of it stays in the log after a snapshot for members that lag a little.
     pub raft_snapshot_entries: u64,
+    /// `admin-port`: the HTTP port of `/metrics`, `/healthz` and `/readyz` (admin.rs).
+    pub admin_port: AdminPort,
+}
+
+/// Where the admin HTTP server listens (on `bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminPort {
+    /// `auto` (the default): the client port + [`ADMIN_PORT_OFFSET`], so every node of a
+    /// fleet has a predictable admin port (6379 -> 26379); off when that is over 65535 or
+    /// the client port is chosen by the OS. A busy auto port is a warning, not a failure.
+    Auto,
+    /// `0`: no admin server.
+    Off,
+    /// `any`: a free port the OS picks; CONFIG GET admin-port tells which (throwaway nodes
+    /// and tests).
+    Any,
+    /// A fixed port; failing to listen on it stops the node from starting.
+    Port(u16),
+}
+
+/// `admin-port auto`: client port + 20000 (the peer port is + 10000).
+pub const ADMIN_PORT_OFFSET: u16 = 20000;
+
+impl fmt::Display for AdminPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminPort::Auto => f.write_str("auto"),
+            AdminPort::Off => f.write_str("0"),
+            AdminPort::Any => f.write_str("any"),
+            AdminPort::Port(p) => write!(f, "{p}"),
+        }
+    }
 }
 
 /// One member of a shard group as configured: `<id>@<host>:<port>[@<peer port>]`, the
@@ -188,10 +223,12 @@ impl Default for Config {
             latency_monitor_threshold: 0,
             node_id: 0,
             raft_group: Vec::new(),
+            cluster_topology: None,
             raft_heartbeat_ms: 100,
             unsafe_stale_reads: false,
             appendfsync_everysec: false,
             raft_snapshot_entries: 100_000,
+            admin_port: AdminPort::Auto,
         }
     }
 }
@@ -216,10 +253,12 @@ pub const KEYS: &[(&str, bool)] = &[
     ("latency-monitor-threshold", true),
     ("node-id", false),
     ("raft-group", false),
+    ("cluster-topology", false),
     ("raft-heartbeat-ms", false),
     ("unsafe-stale-reads", false),
     ("appendfsync", false),
     ("raft-snapshot-entries", false),
+    ("admin-port", false),
 ];
 
 /// Read-only values some Redis tools ask for with CONFIG GET.
@@ -313,6 +352,9 @@ impl Config {
             }
             "node-id" => self.node_id = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?,
             "raft-group" => self.raft_group = parse_group(k, value)?,
+            "cluster-topology" => {
+                self.cluster_topology = (!value.is_empty()).then(|| PathBuf::from(value));
+            }
             "raft-heartbeat-ms" => {
                 self.raft_heartbeat_ms = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
                 if !(10..=10_000).contains(&self.raft_heartbeat_ms) {
@@ -331,6 +373,19 @@ impl Config {
                     "everysec" => true,
                     _ => return Err(bad(k, format!("'{value}' is not always or everysec"))),
                 }
+            }
+            "admin-port" => {
+                self.admin_port =
+                    match value {
+                        "auto" => AdminPort::Auto,
+                        "any" => AdminPort::Any,
+                        "0" | "no" | "off" => AdminPort::Off,
+                        _ => {
+                            AdminPort::Port(value.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                                bad(k, format!("'{value}' is not a port number, 0 (off), auto or any"))
+                            })?)
+                        }
+                    }
             }
             "unsafe-stale-reads" => {
                 self.unsafe_stale_reads = match value {
@@ -365,10 +420,12 @@ impl Config {
             "latency-monitor-threshold" => self.latency_monitor_threshold.to_string(),
             "node-id" => self.node_id.to_string(),
             "raft-group" => self.raft_group.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","),
+            "cluster-topology" => self.cluster_topology.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             "raft-heartbeat-ms" => self.raft_heartbeat_ms.to_string(),
             "unsafe-stale-reads" => if self.unsafe_stale_reads { "yes" } else { "no" }.to_string(),
             "appendfsync" => if self.appendfsync_everysec { "everysec" } else { "always" }.to_string(),
             "raft-snapshot-entries" => self.raft_snapshot_entries.to_string(),
+            "admin-port" => self.admin_port.to_string(),
             _ => return None,
         })
     }

@@ -5,10 +5,12 @@
 //! memory, then runs the handler: reads go to the engine, writes become ops applied
 //! through [`node::Node::write`]. [`server`] starts and stops the whole.
 
+pub mod admin;
 pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod fleet;
 pub mod keywatch;
 pub mod node;
 pub mod pending;

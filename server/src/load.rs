@@ -25,7 +25,7 @@
 //! taken from argv or the environment (invariant 7).
 
 mod parquet;
-mod resp;
+pub(crate) mod resp;
 mod rows;
 mod source;
 

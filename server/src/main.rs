@@ -1,6 +1,8 @@
 //! The `prism` binary: parses the command line and config file, then runs a node until
-//! SIGINT or SIGTERM; `prism load` bulk-loads CSV or Parquet files into a running node (load.rs).
+//! SIGINT or SIGTERM; `prism load` bulk-loads CSV or Parquet files into a running node (load.rs);
+//! `prism cluster` lays out, starts, stops and inspects a fleet (fleet_cli.rs).
 
+mod fleet_cli;
 mod load;
 
 use std::path::PathBuf;
@@ -36,6 +38,9 @@ enum Command {
     Serve(ServeArgs),
     /// Bulk-load vertices and edges from CSV or Parquet files into a running node or cluster.
     Load(load::LoadArgs),
+    /// Lay out, start, stop and inspect a fleet (topology files and local processes).
+    #[command(subcommand)]
+    Cluster(fleet_cli::ClusterCommand),
 }
 
 /// Every flag is also a key of the config file (`--config`); flags win over the file.
@@ -90,6 +95,10 @@ struct ServeArgs {
     /// included; peer port defaults to port + 10000). Unset: a standalone node.
     #[arg(long)]
     raft_group: Option<String>,
+    /// The fleet's topology file (from `prism cluster init`): the node serves the shard
+    /// its node-id is a member of. Instead of raft-group.
+    #[arg(long)]
+    cluster_topology: Option<String>,
     /// Raft leader heartbeat in milliseconds (elections after 4x-8x of it).
     #[arg(long)]
     raft_heartbeat_ms: Option<String>,
@@ -100,6 +109,10 @@ struct ServeArgs {
     /// Log entries between snapshots of the shard group (default 100000).
     #[arg(long)]
     raft_snapshot_entries: Option<String>,
+    /// Admin HTTP port (/metrics, /healthz, /readyz) on the bind address: a port, 0 (off),
+    /// auto (client port + 20000, the default) or any (a free port).
+    #[arg(long)]
+    admin_port: Option<String>,
     /// TEST ONLY: serve leader reads without read-index (breaks linearizability).
     #[arg(long, hide = true)]
     unsafe_stale_reads: Option<String>,
@@ -130,10 +143,12 @@ impl ServeArgs {
             ("threads", self.threads),
             ("node-id", self.node_id),
             ("raft-group", self.raft_group),
+            ("cluster-topology", self.cluster_topology),
             ("raft-heartbeat-ms", self.raft_heartbeat_ms),
             ("unsafe-stale-reads", self.unsafe_stale_reads),
             ("appendfsync", self.appendfsync),
             ("raft-snapshot-entries", self.raft_snapshot_entries),
+            ("admin-port", self.admin_port),
         ];
         for (key, value) in flags {
             if let Some(v) = value {
@@ -149,6 +164,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         Some(Command::Load(a)) => return load::main(a),
+        Some(Command::Cluster(c)) => return fleet_cli::main(c),
         None => cli.serve,
     };
     let config = match args.into_config() {

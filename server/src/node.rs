@@ -81,6 +81,9 @@ pub struct Node {
     pub repl_id: String,
     /// Fired by SHUTDOWN: whoever runs the node (the binary) stops it as on SIGTERM.
     pub shutdown_requested: tokio::sync::Notify,
+    /// Replicated node: transactions this node proposed whose reads run when it applies
+    /// them (`cmd/multi/replicated.rs`).
+    pub execs: Arc<crate::cmd::multi::replicated::ExecRegistry>,
 }
 
 impl Node {
@@ -110,6 +113,7 @@ impl Node {
             run_id: random_hex_id(),
             repl_id: random_hex_id(),
             shutdown_requested: tokio::sync::Notify::new(),
+            execs: Arc::default(),
         }
     }
 
@@ -156,7 +160,21 @@ impl Node {
 
     /// Applies a committed write of the shard group (the state machine's apply hook).
     pub fn apply_committed(&self, w: &Write) -> Output {
+        if let Op::Guarded(g) = &w.op {
+            // A transaction: the proposing connection's reads run between its items here.
+            return crate::cmd::multi::replicated::apply(self, w, g);
+        }
         self.apply_write(w, LockScope::Op, &mut NoHooks).unwrap_or(Output::Nil)
+    }
+
+    /// [`Node::apply_committed`] with `hooks` under the locks of the write and `scope`.
+    pub(crate) fn apply_committed_hooked(
+        &self,
+        w: &Write,
+        scope: LockScope<'_>,
+        hooks: &mut dyn WriteHooks,
+    ) -> Option<Output> {
+        self.apply_write(w, scope, hooks)
     }
 
     fn apply_write(&self, w: &Write, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {

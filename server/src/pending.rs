@@ -23,6 +23,10 @@ pub const MAX_PENDING: usize = 1024;
 /// A direct handler's rendering of its write's output, run once the group answered.
 pub type RenderFn = Box<dyn FnOnce(&mut ConnState, &mut ReplyWriter, Output) + Send>;
 
+/// A rendering that also needs the node (EXEC on a replicated shard runs the
+/// transaction's connection commands while it renders).
+pub type NodeRenderFn = Box<dyn FnOnce(&Node, &mut ConnState, &mut ReplyWriter, Output) + Send>;
+
 /// How a pending entry's reply is written.
 pub enum Render {
     /// The write's output as is (a plain write command).
@@ -31,6 +35,8 @@ pub enum Render {
     Error(CmdError),
     /// A direct handler's own rendering of the output (`Ctx::write_then`).
     Custom(RenderFn),
+    /// [`Render::Custom`] with the node.
+    WithNode(NodeRenderFn),
 }
 
 /// One reply a connection owes, and the write it waits for.
@@ -89,6 +95,7 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
                 out.output(&o);
             }
             (Render::Custom(f), Some(o)) => f(conn, out, o),
+            (Render::WithNode(f), Some(o)) => f(node, conn, out, o),
             // A render that needs an output always comes with a write.
             (_, None) => out.null(),
         }

@@ -2,8 +2,10 @@
 //! configuration, what a member answers when it cannot serve a request itself, and the
 //! group's INFO sections.
 //!
-//! The node runs one group today (every slot, three members); the fleet issue runs many
-//! groups per node over the same log database and peer network.
+//! A node is a member of one group: with `raft-group`, group 0 owning every slot; with
+//! `cluster-topology`, the group of the fleet shard its node id is in (group id = shard
+//! id), and the rest of the fleet is seen through [`crate::fleet::view`]. The log
+//! database and the peer network already carry group ids, for nodes hosting many.
 //!
 //! Invariants:
 //! - A member that does not lead never applies a client write itself: writes go to the
@@ -31,15 +33,21 @@ use prism_replication::{
 
 use crate::cmd::CmdError;
 use crate::config::{Config, GroupMember};
+use crate::fleet::view::FleetView;
+use crate::fleet::FleetSpec;
 use crate::node::Node;
 use crate::topology::{ClusterNode, Topology};
 
-/// The one group a node hosts today.
+/// The group id of a single shard configured with `raft-group`.
 pub const GROUP: u32 = 0;
 
 pub struct Replica {
     pub group: ShardGroup,
+    /// The group's id: [`GROUP`], or the fleet shard's id.
+    pub group_id: u32,
     pub me: u64,
+    /// The rest of the fleet, when the node runs from a topology file.
+    pub fleet: Option<Arc<FleetView>>,
     /// The members (and whether each votes) as the group's membership names them,
     /// refreshed when it changes; the configured list until the first membership is known.
     members: RwLock<Vec<(GroupMember, bool)>>,
@@ -85,6 +93,8 @@ pub fn topology(members: &[GroupMember], me: u64, leader: Option<u64>, epoch: u6
             shard: 0,
             primary: Some(m.id) == leader,
             config_epoch: epoch,
+            zone: None,
+            suspect: false,
         })
         .collect();
     let myself = members.iter().position(|m| m.id == me).unwrap_or(0);
@@ -95,49 +105,98 @@ impl Replica {
     /// Starts this node's member of the configured group, if any: opens the log database
     /// and snapshot under the data directory, listens for peers, forms or rejoins the group.
     pub async fn start(node: &Arc<Node>, config: &Config) -> Result<Option<Arc<Replica>>, String> {
-        if config.raft_group.is_empty() {
-            if config.node_id != 0 {
-                return Err("node-id is set but raft-group is empty".into());
-            }
-            return Ok(None);
-        }
         let me = config.node_id;
-        let Some(mine) = config.raft_group.iter().find(|m| m.id == me) else {
+        let (group_id, roster, addrs, fleet) = match (&config.cluster_topology, config.raft_group.is_empty()) {
+            (Some(_), false) => return Err("set either raft-group or cluster-topology, not both".into()),
+            (None, true) if config.node_id != 0 => {
+                return Err("node-id is set but neither raft-group nor cluster-topology is".into())
+            }
+            (None, true) => return Ok(None),
+            (None, false) => {
+                let addrs: HashMap<u64, String> = config.raft_group.iter().map(|m| (m.id, m.peer_addr())).collect();
+                (GROUP, config.raft_group.clone(), addrs, None)
+            }
+            (Some(path), true) => {
+                if me == 0 {
+                    return Err("cluster-topology needs this node's node-id".into());
+                }
+                let spec = FleetSpec::load(path)?;
+                let view = FleetView::new(spec, me).map_err(|e| format!("{}: {e}", path.display()))?;
+                let shard = view.spec.shards.iter().find(|s| s.id == view.my_shard).expect("my shard is in the spec");
+                let roster: Vec<GroupMember> = shard.members.iter().map(|m| m.as_group_member()).collect();
+                let addrs = view.spec.members().map(|(_, m)| (m.id, m.as_group_member().peer_addr())).collect();
+                (view.my_shard, roster, addrs, Some(Arc::new(view)))
+            }
+        };
+        let Some(mine) = roster.iter().find(|m| m.id == me) else {
             return Err(format!("node-id {me} is not a member of raft-group"));
         };
         let raft_dir = config.data_dir.join("raft");
         let durability = if config.appendfsync_everysec { Durability::EverySec } else { Durability::Always };
         let log = LogDb::open_with(&raft_dir.join("log"), durability).map_err(|e| e.to_string())?;
-        let sm = KeyspaceStateMachine::open(&raft_dir.join(format!("snapshot-{GROUP}")), node.keyspace.clone())
+        let sm = KeyspaceStateMachine::open(&raft_dir.join(format!("snapshot-{group_id}")), node.keyspace.clone())
             .map_err(|e| e.to_string())?
             .with_hook(Arc::new(NodeApply(Arc::downgrade(node))));
         let peer_bind = SocketAddr::new(config.bind, mine.peer_port);
         let listener = tokio::net::TcpListener::bind(peer_bind)
             .await
             .map_err(|e| format!("cannot listen for peers on {peer_bind}: {e}"))?;
-        let addrs: HashMap<u64, String> = config.raft_group.iter().map(|m| (m.id, m.peer_addr())).collect();
         let host = Host { me, net: PeerNetwork::new(me, addrs), groups: Groups::default() };
+        if let Some(view) = &fleet {
+            let view = Arc::downgrade(view);
+            host.groups.on_status(Arc::new(move |s| {
+                if let Some(v) = view.upgrade() {
+                    v.noted(s)
+                }
+            }));
+        }
         let members: BTreeMap<u64, PeerNode> =
-            config.raft_group.iter().map(|m| (m.id, PeerNode::new(m.peer_addr(), m.client_addr()))).collect();
+            roster.iter().map(|m| (m.id, PeerNode::new(m.peer_addr(), m.client_addr()))).collect();
         let options = GroupOptions {
             heartbeat: Duration::from_millis(config.raft_heartbeat_ms),
             snapshot_every: config.raft_snapshot_entries,
             ..GroupOptions::default()
         };
         let listen = tokio::spawn(prism_replication::network::serve(listener, me, host.groups.clone()));
-        let group = ShardGroup::start(&host, GROUP, members, log.group(GROUP), sm, options).await?;
-        node.topology.store(Arc::new(topology(&config.raft_group, me, None, 0)));
+        let group = ShardGroup::start(&host, group_id, members, log.group(group_id), sm, options).await?;
         let replica = Arc::new(Replica {
             group,
+            group_id,
             me,
-            members: RwLock::new(config.raft_group.iter().map(|m| (m.clone(), true)).collect()),
+            fleet,
+            members: RwLock::new(roster.iter().map(|m| (m.clone(), true)).collect()),
             stale_reads: config.unsafe_stale_reads,
             tasks: Mutex::new(vec![listen]),
         });
+        replica.refresh_topology(node, None, 0);
         let follow = tokio::spawn(follow(Arc::downgrade(&replica), Arc::downgrade(node)));
         replica.tasks.lock().push(follow);
-        tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {GROUP}");
+        if let Some(view) = &replica.fleet {
+            let gossip = crate::fleet::view::gossip(
+                view.clone(),
+                Arc::downgrade(&replica),
+                Arc::downgrade(node),
+                host.net.clone(),
+            );
+            replica.tasks.lock().push(tokio::spawn(gossip));
+        }
+        tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {group_id}");
         Ok(Some(replica))
+    }
+
+    /// Rebuilds the topology clients see after this group's leader, term or membership
+    /// changed: the whole fleet's with a topology file, else this group's alone.
+    fn refresh_topology(&self, node: &Node, leader: Option<u64>, term: u64) {
+        match &self.fleet {
+            Some(view) => {
+                node.topology.store(Arc::new(view.topology(self)));
+                view.local_change();
+            }
+            None => {
+                let roster: Vec<GroupMember> = self.members.read().iter().map(|(m, _)| m.clone()).collect();
+                node.topology.store(Arc::new(topology(&roster, self.me, leader, term)));
+            }
+        }
     }
 
     /// A member by id (a copy: the list changes with the membership).
@@ -210,7 +269,7 @@ impl Replica {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
-        let _ = write!(out, "# Raft\r\nnode_id:{}\r\ngroup:{GROUP}\r\nrole:{role}\r\n", self.me);
+        let _ = write!(out, "# Raft\r\nnode_id:{}\r\ngroup:{}\r\nrole:{role}\r\n", self.me, self.group_id);
         let _ = write!(out, "leader_id:{}\r\nterm:{term}\r\n", leader.map(|l| l.to_string()).unwrap_or_default());
         let index = |id: Option<prism_replication::types::LogId>| id.map_or(0, |l| l.index);
         let _ = write!(
@@ -310,8 +369,7 @@ async fn follow(replica: Weak<Replica>, node: Weak<Node>) {
             if !members.is_empty() {
                 *replica.members.write() = members;
             }
-            let roster: Vec<GroupMember> = replica.members.read().iter().map(|(m, _)| m.clone()).collect();
-            node.topology.store(Arc::new(topology(&roster, replica.me, key.0, key.1)));
+            replica.refresh_topology(&node, key.0, key.1);
             last = Some(key);
         }
         if metrics.changed().await.is_err() {
@@ -321,7 +379,7 @@ async fn follow(replica: Weak<Replica>, node: Weak<Node>) {
 }
 
 /// A member as the membership stores it, in the config's terms.
-fn member_of(id: u64, n: &PeerNode) -> Option<GroupMember> {
+pub(crate) fn member_of(id: u64, n: &PeerNode) -> Option<GroupMember> {
     let (host, port) = n.client_addr.rsplit_once(':')?;
     let (_, peer_port) = n.peer_addr.rsplit_once(':')?;
     Some(GroupMember { id, host: host.to_string(), port: port.parse().ok()?, peer_port: peer_port.parse().ok()? })

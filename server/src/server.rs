@@ -39,6 +39,8 @@ pub enum StartError {
 /// A running node.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The admin HTTP port's address (`admin-port`), when it listens.
+    pub admin_addr: Option<SocketAddr>,
     pub node: Arc<Node>,
     stop: watch::Sender<bool>,
     done: mpsc::Receiver<()>,
@@ -67,6 +69,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let admin_listener = bind_admin(&config).await?;
     let ip = match &config.announce_ip {
         Some(ip) => ip.clone(),
         None if config.bind.is_unspecified() => String::new(),
@@ -74,6 +77,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     };
     let mut config = config;
     config.port = addr.port();
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    // CONFIG GET admin-port then names the port actually in use (0: none).
+    config.admin_port = admin_addr.map_or(crate::config::AdminPort::Off, |a| crate::config::AdminPort::Port(a.port()));
     let topology = Topology::single(node_id, ip, addr.port());
     let replication = config.clone();
     let node = Arc::new(Node::new(config, clock, password, topology));
@@ -84,9 +90,27 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     let (stop, stop_rx) = watch::channel(false);
     let (done_tx, done) = mpsc::channel::<()>(1);
     tokio::spawn(accept_loop(node.clone(), listener, stop_rx.clone(), done_tx.clone()));
+    if let Some(listener) = admin_listener {
+        crate::admin::spawn(node.clone(), listener, stop_rx.clone(), done_tx.clone());
+    }
     tokio::spawn(active_expiry(node.clone(), stop_rx, done_tx));
-    tracing::info!(%addr, "prism node ready");
-    Ok(ServerHandle { addr, node, stop, done })
+    tracing::info!(%addr, admin = ?admin_addr, "prism node ready");
+    Ok(ServerHandle { addr, admin_addr, node, stop, done })
+}
+
+/// Binds the admin port (admin.rs) before anything starts, so a taken fixed port fails the
+/// start like a taken client port; a taken `auto` port only warns, since the node did
+/// not ask for that port by name.
+async fn bind_admin(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    let Some((addr, required)) = crate::admin::admin_addr(config, config.port) else { return Ok(None) };
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(source) if required => Err(StartError::Bind { addr, source }),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "admin-port auto: cannot listen, running without the admin port");
+            Ok(None)
+        }
+    }
 }
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>, done: mpsc::Sender<()>) {

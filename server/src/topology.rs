@@ -20,6 +20,10 @@ pub struct ClusterNode {
     pub shard: usize,
     pub primary: bool,
     pub config_epoch: u64,
+    /// Availability zone, when the fleet's topology names one (CLUSTER SHARDS, HELLO).
+    pub zone: Option<String>,
+    /// Not heard from lately (CLUSTER NODES `fail?`, link `disconnected`).
+    pub suspect: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +45,12 @@ pub enum Route {
     Local(usize),
     /// Another shard serves it: redirect to its primary.
     Moved(usize),
+    /// No shard serves it (`-CLUSTERDOWN`).
+    Unassigned,
 }
+
+/// `slot_shard` of a slot no shard serves.
+const UNASSIGNED: u16 = u16::MAX;
 
 impl Topology {
     /// The embedded default: one node, one shard, every slot.
@@ -56,6 +65,8 @@ impl Topology {
                 shard: 0,
                 primary: true,
                 config_epoch: 1,
+                zone: None,
+                suspect: false,
             }],
             shards: vec![(shard_id, vec![(0, SLOT_COUNT as u16 - 1)])],
             slot_shard: vec![0; SLOT_COUNT],
@@ -67,13 +78,21 @@ impl Topology {
     /// One shard owning every slot, served by `nodes` (a replicated group; the primary,
     /// if any, is the group's current leader).
     pub fn group(nodes: Vec<ClusterNode>, myself: usize, epoch: u64) -> Topology {
-        Topology {
-            nodes,
-            shards: vec![(format!("{:040x}", 1), vec![(0, SLOT_COUNT as u16 - 1)])],
-            slot_shard: vec![0; SLOT_COUNT],
-            myself,
-            current_epoch: epoch,
+        Topology::new(vec![(format!("{:040x}", 1), vec![(0, SLOT_COUNT as u16 - 1)])], nodes, myself, epoch)
+    }
+
+    /// Shards (id, inclusive slot ranges) served by `nodes` (each naming its shard's
+    /// index in `shards`). Slots no shard lists are unassigned.
+    pub fn new(shards: Vec<(String, Vec<(u16, u16)>)>, nodes: Vec<ClusterNode>, myself: usize, epoch: u64) -> Topology {
+        let mut slot_shard = vec![UNASSIGNED; SLOT_COUNT];
+        for (index, (_, ranges)) in shards.iter().enumerate() {
+            for &(a, b) in ranges {
+                for slot in a..=b.min(SLOT_COUNT as u16 - 1) {
+                    slot_shard[slot as usize] = index as u16;
+                }
+            }
         }
+        Topology { nodes, shards, slot_shard, myself, current_epoch: epoch }
     }
 
     pub fn myself(&self) -> &ClusterNode {
@@ -86,6 +105,9 @@ impl Topology {
 
     pub fn route(&self, slot: Slot) -> Route {
         let shard = self.shard_of(slot);
+        if shard == UNASSIGNED as usize {
+            return Route::Unassigned;
+        }
         if shard == self.myself().shard {
             Route::Local(shard)
         } else {
@@ -105,6 +127,7 @@ impl Topology {
         primary.chain(replicas)
     }
 
+    /// Slots some shard serves (whether or not its primary is known).
     pub fn slots_assigned(&self) -> usize {
         self.shards.iter().flat_map(|(_, r)| r).map(|(a, b)| (*b - *a) as usize + 1).sum()
     }

@@ -104,3 +104,175 @@ def ns(request) -> str:
     """A key prefix unique to the test (and its protocol), so tests sharing a node never
     see each other's keys without depending on FLUSHALL."""
     return request.node.name + ":"
+
+
+# --- A fleet of nine processes (issue 6) -----------------------------------------------
+
+FLEET_SHARDS = 3
+FLEET_REPLICAS = 2
+FLEET_NODES = FLEET_SHARDS * (FLEET_REPLICAS + 1)
+FLEET_UP_TIMEOUT = 120.0
+
+
+def ports_free(base: int, count: int) -> bool:
+    """True if every client port base..base+count-1 and its peer port (+10000) can be
+    bound on loopback right now (a later race is caught by `cluster up` failing)."""
+    held = []
+    try:
+        for port in [*range(base, base + count), *range(base + 10000, base + 10000 + count)]:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in held:
+            s.close()
+
+
+class Fleet:
+    """A fleet started with `prism cluster up` in its own directory: node n has client
+    port base + n - 1; its pid is in node-n.pid and its log in node-n.log."""
+
+    def __init__(self, root: Path):
+        import random
+        import tomllib
+
+        binary = prism_bin()
+        if not binary.exists():
+            raise RuntimeError(f"{binary} does not exist: run `cargo build --workspace` first")
+        self.binary = binary
+        rng = random.Random()
+        errors = []
+        for attempt in range(5):
+            base = rng.randrange(20000, 40000 - FLEET_NODES)
+            if not ports_free(base, FLEET_NODES):
+                continue
+            self.dir = root / f"fleet-{attempt}"
+            self.base = base
+            up = self.cli(
+                "up",
+                "--shards", str(FLEET_SHARDS),
+                "--replicas", str(FLEET_REPLICAS),
+                "--base-port", str(base),
+                "--dir", str(self.dir),
+                "--", "--threads", "1",
+                timeout=FLEET_UP_TIMEOUT,
+            )
+            if up.returncode == 0:
+                self.up_output = up.stdout
+                spec = tomllib.loads((self.dir / "topology.toml").read_text())
+                # shard id -> [(node id, port)]
+                self.shards = {
+                    s["id"]: [(m["id"], m["port"]) for m in s["members"]] for s in spec["shard"]
+                }
+                # [(shard id, first slot, last slot)]
+                self.slot_ranges = [
+                    (s["id"], *map(int, r.split("-"))) for s in spec["shard"] for r in s["slots"]
+                ]
+                return
+            errors.append(up.stdout + up.stderr + self.logs())
+            self.down()
+        raise RuntimeError("prism cluster up failed:\n" + "\n".join(errors))
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.binary), "cluster", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    @property
+    def seed(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.base)
+
+    def port(self, node: int) -> int:
+        return self.base + node - 1
+
+    def pid(self, node: int) -> int | None:
+        try:
+            return int((self.dir / f"node-{node}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def role(self, node: int) -> dict[str, str] | None:
+        """INFO raft of one node as a dict, or None if it does not answer."""
+        try:
+            c = redis.Redis(port=self.port(node), socket_timeout=2, socket_connect_timeout=2)
+            try:
+                return {k: str(v) for k, v in c.info("raft").items()}
+            finally:
+                c.close()
+        except redis.RedisError:
+            return None
+
+    def leader(self, shard: int, timeout: float = 30.0) -> int:
+        """The node that says it leads `shard`, waiting (bounded) for an election."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node, _ in self.shards[shard]:
+                raft = self.role(node)
+                if raft and raft.get("role") == "leader":
+                    return node
+            time.sleep(0.2)
+        raise AssertionError(f"shard {shard} has no leader after {timeout} s:\n" + self.logs())
+
+    def kill(self, node: int) -> None:
+        pid = self.pid(node)
+        assert pid is not None, f"no pid file for node {node}"
+        os.kill(pid, signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Starts the nodes that are not running again (`cluster up` skips live ones)."""
+        up = self.cli(
+            "up",
+            "--shards", str(FLEET_SHARDS),
+            "--replicas", str(FLEET_REPLICAS),
+            "--base-port", str(self.base),
+            "--dir", str(self.dir),
+            "--", "--threads", "1",
+            timeout=FLEET_UP_TIMEOUT,
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+
+    def logs(self, lines: int = 20) -> str:
+        out = []
+        for log in sorted(getattr(self, "dir", Path("/nonexistent")).glob("node-*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def down(self) -> None:
+        """`prism cluster down`, then SIGKILL whatever a pid file still names."""
+        if not getattr(self, "dir", None) or not self.dir.exists():
+            return
+        pids = [p for p in (self.pid(n) for n in range(1, FLEET_NODES + 1)) if p]
+        try:
+            self.cli("down", "--dir", str(self.dir), timeout=30.0)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in pids:
+            # Only a process that is still one of this fleet's nodes (pids get reused).
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(self.dir).encode() in cmdline:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Three shards of three members, nine `prism` processes, on a random free port range;
+    always stopped afterwards, even when a test failed."""
+    f = Fleet(tmp_path_factory.mktemp("prism-fleet"))
+    try:
+        yield f
+    finally:
+        f.down()

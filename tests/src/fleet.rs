@@ -44,11 +44,15 @@ pub struct FleetOptions {
     /// Pass `--node-id` and `--raft-group`; off, the nodes are independent single nodes
     /// (how the harness itself is tested without replication).
     pub raft: bool,
+    /// More than 1: a fleet of this many shards (`nodes / shards` members each, slots
+    /// split as `prism cluster init` does) from a topology file instead of `--raft-group`.
+    /// Node i is in shard i / (nodes / shards). No link proxies in this mode.
+    pub shards: usize,
 }
 
 impl Default for FleetOptions {
     fn default() -> Self {
-        FleetOptions { nodes: 3, proxies: false, extra_args: Vec::new(), raft: true }
+        FleetOptions { nodes: 3, proxies: false, extra_args: Vec::new(), raft: true, shards: 1 }
     }
 }
 
@@ -76,6 +80,35 @@ pub struct Fleet {
     /// (from, to) -> the proxy node `from` uses to reach node `to`'s peer port.
     proxies: Vec<((usize, usize), LinkProxy)>,
     dir: Option<tempfile::TempDir>,
+}
+
+/// A topology file of `shards` shards over the nodes on `client` / `peer` ports, in order,
+/// with the slots split as `prism cluster init` splits them.
+pub fn topology_file(shards: usize, client: &[u16], peer: &[u16]) -> String {
+    let size = client.len() / shards;
+    let mut text = String::new();
+    for s in 0..shards {
+        let (first, last) = shard_slots(s, shards);
+        text.push_str(&format!("[[shard]]\nid = {}\nslots = [\"{first}-{last}\"]\nmembers = [\n", s + 1));
+        for i in s * size..(s + 1) * size {
+            text.push_str(&format!(
+                "  {{ id = {}, host = \"127.0.0.1\", port = {}, peer-port = {} }},\n",
+                i + 1,
+                client[i],
+                peer[i]
+            ));
+        }
+        text.push_str("]\n");
+    }
+    text
+}
+
+/// The slot range of shard `s` (0-based) of `shards`: redis-cli's even split.
+pub fn shard_slots(s: usize, shards: usize) -> (u16, u16) {
+    let end = |s: usize| ((16384.0 * (s + 1) as f64 / shards as f64) - 1.0).round() as u16;
+    let first = if s == 0 { 0 } else { end(s - 1) + 1 };
+    let last = if s + 1 == shards { 16383 } else { end(s) };
+    (first, last)
 }
 
 impl Fleet {
@@ -113,6 +146,13 @@ impl Fleet {
                 }
             }
         }
+        if opts.shards > 1 && (opts.proxies || !n.is_multiple_of(opts.shards)) {
+            bail!("a {}-shard fleet needs a multiple of {} nodes and no proxies", opts.shards, opts.shards);
+        }
+        let topology = dir.path().join("topology.toml");
+        if opts.shards > 1 {
+            std::fs::write(&topology, topology_file(opts.shards, client_ports, peer_ports))?;
+        }
         let mut nodes = Vec::new();
         for i in 0..n {
             let members: Vec<String> = (0..n)
@@ -133,7 +173,10 @@ impl Fleet {
                 "--data-dir".into(),
                 data_dir.to_str().context("utf-8 temp path")?.into(),
             ];
-            if opts.raft {
+            if opts.raft && opts.shards > 1 {
+                let path = topology.to_str().context("utf-8 temp path")?;
+                args.extend(["--node-id".into(), (i + 1).to_string(), "--cluster-topology".into(), path.into()]);
+            } else if opts.raft {
                 args.extend(["--node-id".into(), (i + 1).to_string(), "--raft-group".into(), members.join(",")]);
             }
             args.extend(opts.extra_args.iter().cloned());

@@ -324,3 +324,72 @@ async fn requirepass_file_gates_every_command() {
     assert_eq!(d.cmd(&["AUTH", "default", "s3cret pass"]).await, "+OK\r\n");
     assert_eq!(d.cmd(&["GET", "k"]).await, "$1\r\nv\r\n");
 }
+
+#[test]
+fn bad_cluster_topology_is_refused_with_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = path_str(&data);
+    let file = dir.path().join("topology.toml");
+    let member = |id: u16| format!("{{ id = {id}, host = \"127.0.0.1\", port = {} }}", 7000 + id);
+    // Slots 8000-16383 belong to no shard.
+    std::fs::write(&file, format!("[[shard]]\nid = 1\nslots = [\"0-7999\"]\nmembers = [{}]\n", member(1)))
+        .expect("write");
+    let topo = path_str(&file);
+    assert_refused(
+        &["--data-dir", data, "--node-id", "1", "--cluster-topology", topo],
+        &[topo, "slots 8000-16383 belong to no shard"],
+    );
+    std::fs::write(&file, format!("[[shard]]\nid = 1\nslots = [\"0-16383\"]\nmembers = [{}]\n", member(1)))
+        .expect("write");
+    // A node id the file does not list; no node id; both ways of naming the group.
+    assert_refused(&["--data-dir", data, "--node-id", "9", "--cluster-topology", topo], &["node-id 9"]);
+    assert_refused(&["--data-dir", data, "--cluster-topology", topo], &["node-id"]);
+    assert_refused(
+        &["--data-dir", data, "--node-id", "1", "--cluster-topology", topo, "--raft-group", "1@127.0.0.1:7001"],
+        &["raft-group", "cluster-topology"],
+    );
+    let missing = dir.path().join("absent.toml");
+    assert_refused(
+        &["--data-dir", data, "--node-id", "1", "--cluster-topology", path_str(&missing)],
+        &["cannot read", path_str(&missing)],
+    );
+}
+
+#[test]
+fn cluster_init_lays_out_shards_in_distinct_zones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("topology.toml");
+    let nodes: Vec<String> = (0..6).map(|i| format!("10.0.0.{}:6379", i + 1)).collect();
+    let status = Command::new(prism_bin())
+        .args(["cluster", "init", "--replicas", "2", "--nodes", &nodes.join(","), "--zones", "a,a,b,b,c,c", "--out"])
+        .arg(&out)
+        .status()
+        .expect("run prism cluster init");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).expect("topology written");
+    assert_eq!(text.matches("[[shard]]").count(), 2, "{text}");
+    assert!(text.contains("slots = [\"0-8191\"]") && text.contains("slots = [\"8192-16383\"]"), "{text}");
+    for shard in text.split("[[shard]]").skip(1) {
+        let zones: Vec<&str> = shard.split("zone = \"").skip(1).map(|z| &z[..1]).collect();
+        let mut distinct = zones.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(zones.len(), 3, "{shard}");
+        assert_eq!(distinct.len(), 3, "a shard has two members in one zone: {shard}");
+    }
+    // Too few zones for three distinct ones per shard: an error, nothing written.
+    let bad = dir.path().join("bad.toml");
+    let (status, stderr) = run_to_exit(&[
+        "cluster",
+        "init",
+        "--nodes",
+        &nodes.join(","),
+        "--zones",
+        "a,a,a,b,b,b",
+        "--out",
+        path_str(&bad),
+    ]);
+    assert!(!status.success() && stderr.contains("distinct zones"), "{stderr}");
+    assert!(!bad.exists());
+}

@@ -1,9 +1,12 @@
 //! A shard group of three real `prism` processes, through real sockets: what a client
 //! sees of the leader and of the other members, a pipeline's replies, transactions and
-//! blocking pops through the log, a leader killed, a member restarted. (Faults under
-//! load, with the linearizability checker, are in raft_faults.rs.)
+//! blocking pops through the log, a leader killed, a member restarted, leadership handed
+//! over on demand (RAFT TRANSFER, CLUSTER FAILOVER). (Faults under load, with the
+//! linearizability checker, are in raft_faults.rs.)
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prism_tests::fleet::{Fleet, FleetOptions};
@@ -313,4 +316,171 @@ async fn members_are_added_and_a_dead_one_replaced() {
     assert_eq!(l.cmd(&["SET", "after", "replace"]).await, "+OK\r\n");
     assert_eq!(l.cmd(&["WAIT", "2", "10000"]).await, ":2\r\n");
     eventually("node 4 follows", async || four.cmd(&["GET", "after"]).await == bulk("replace")).await;
+}
+
+/// A fleet with a 200 ms heartbeat: a transfer waits out the voters' leader lease (8x the
+/// heartbeat), so a shorter heartbeat keeps these tests short.
+fn start_for_transfers() -> (Fleet, usize) {
+    let extra_args = vec!["--raft-heartbeat-ms".to_string(), "200".to_string()];
+    let fleet = Fleet::start(&FleetOptions { extra_args, ..Default::default() }).expect("fleet starts");
+    let leader = fleet.wait_for_leader(None, LEADER_TIMEOUT).expect("a leader is elected");
+    (fleet, leader)
+}
+
+/// Writes `w:<i> = i` for i = 0, 1, ... through whichever member leads (following
+/// `-MOVED`, retrying `-TRYAGAIN`) until `stop`; returns the acknowledged i and how many
+/// answered `-TIMEOUT` (unknown outcome). Bounded: 100,000 writes or 120 s.
+async fn write_until(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> (Vec<u64>, usize) {
+    let mut conns: Vec<Option<RawClient>> = addrs.iter().map(|_| None).collect();
+    let (mut at, mut i, mut unknown) = (0, 0u64, 0);
+    let mut acked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 100_000 {
+        if conns[at].is_none() {
+            conns[at] = Some(RawClient::connect(addrs[at]).await);
+        }
+        let c = conns[at].as_mut().expect("connected");
+        let reply = c.cmd(&["SET", &format!("w:{i}"), &i.to_string()]).await;
+        if reply == "+OK\r\n" {
+            acked.push(i);
+            i += 1;
+        } else if reply.starts_with("-MOVED") {
+            // Certainly not applied: the same write again, at the leader named.
+            let to = reply.trim_end().rsplit(' ').next().and_then(|a| a.parse::<SocketAddr>().ok());
+            at = to.and_then(|to| addrs.iter().position(|a| *a == to)).unwrap_or((at + 1) % addrs.len());
+        } else if reply.starts_with("-TRYAGAIN") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        } else if reply.starts_with("-TIMEOUT") {
+            unknown += 1;
+            i += 1;
+        } else {
+            panic!("SET w:{i} answered {reply:?}");
+        }
+    }
+    (acked, unknown)
+}
+
+async fn raft_role(fleet: &Fleet, i: usize) -> String {
+    client(fleet, i).await.cmd(&["INFO", "raft"]).await
+}
+
+/// Waits until member `i` knows `leader` leads (a member learns it from the first append).
+async fn knows_leader(fleet: &Fleet, i: usize, leader: usize) {
+    let line = format!("leader_id:{}\r\n", leader + 1);
+    eventually("the member knows the leader", async || raft_role(fleet, i).await.contains(&line)).await;
+}
+
+/// RAFT TRANSFER hands leadership to each member in turn while a writer runs: each
+/// transfer answers +OK once the target leads, INFO raft on every member names it, and
+/// every acknowledged write is there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_transfer_to_each_member_under_a_running_writer() {
+    let (fleet, first) = start_for_transfers();
+    let addrs = fleet.client_addrs();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(addrs.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut leader = first;
+    for target in [(first + 1) % 3, (first + 2) % 3, first] {
+        let id = (target + 1).to_string();
+        let mut l = client(&fleet, leader).await;
+        assert_eq!(l.cmd(&["RAFT", "TRANSFER", &id]).await, "+OK\r\n", "transfer from node {} to {id}", leader + 1);
+        assert!(raft_role(&fleet, target).await.contains("role:leader"), "node {id} leads after the transfer");
+        for other in (0..3).filter(|o| *o != target) {
+            eventually("every member names the new leader", async || {
+                let info = raft_role(&fleet, other).await;
+                info.contains("role:follower") && info.contains(&format!("leader_id:{id}\r\n"))
+            })
+            .await;
+        }
+        leader = target;
+        // The writer keeps going under the new leader before the next transfer.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (acked, unknown) = writer.await.expect("writer");
+    assert!(acked.len() > 20, "too few writes to mean anything: {} acknowledged, {unknown} unknown", acked.len());
+    let mut l = client(&fleet, leader).await;
+    let mut pipeline = Vec::new();
+    for i in &acked {
+        pipeline.extend(encode(&["GET", &format!("w:{i}")]));
+    }
+    l.send(&pipeline).await;
+    for i in &acked {
+        assert_eq!(l.reply().await, bulk(&i.to_string()), "acknowledged write w:{i} after three transfers");
+    }
+}
+
+/// CLUSTER FAILOVER on a replica makes it the master (as a Redis Cluster replica does);
+/// FORCE does the same with the master down; on the master it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_on_a_replica_makes_it_master() {
+    let (mut fleet, leader) = start_for_transfers();
+    let addrs = fleet.client_addrs();
+    let mut l = client(&fleet, leader).await;
+    assert_eq!(l.cmd(&["SET", "before", "failover"]).await, "+OK\r\n");
+    assert_eq!(l.cmd(&["CLUSTER", "FAILOVER"]).await, "-ERR You should send CLUSTER FAILOVER to a replica\r\n");
+
+    let replica = (leader + 1) % 3;
+    knows_leader(&fleet, replica, leader).await;
+    let mut r = client(&fleet, replica).await;
+    assert_eq!(r.cmd(&["CLUSTER", "FAILOVER", "SOON"]).await, "-ERR syntax error\r\n");
+    assert_eq!(r.cmd(&["CLUSTER", "FAILOVER", "FORCE", "NOW"]).await, "-ERR syntax error\r\n");
+    assert!(raft_role(&fleet, leader).await.contains("role:leader"), "bad arguments changed nothing");
+
+    assert_eq!(r.cmd(&["CLUSTER", "FAILOVER"]).await, "+OK\r\n");
+    let nodes = r.cmd(&["CLUSTER", "NODES"]).await;
+    let myself = nodes.lines().find(|l| l.contains("myself")).expect("a myself line").to_string();
+    assert!(myself.contains("master") && myself.contains(&addrs[replica].to_string()), "{nodes}");
+    assert!(r.cmd(&["INFO", "replication"]).await.contains("role:master"));
+    assert_eq!(r.cmd(&["GET", "before"]).await, bulk("failover"));
+    assert_eq!(r.cmd(&["SET", "after", "failover"]).await, "+OK\r\n");
+    eventually("the old leader turns replica", async || {
+        l.cmd(&["SET", "k", "v"]).await == moved_to("k", addrs[replica])
+    })
+    .await;
+
+    // FORCE with the master down: the third member campaigns by itself and wins (its log
+    // is up to date) as soon as the surviving voter's lease runs out.
+    let third = (leader + 2) % 3;
+    knows_leader(&fleet, third, replica).await;
+    let mut t = client(&fleet, third).await;
+    fleet.kill(replica);
+    assert_eq!(t.cmd(&["CLUSTER", "FAILOVER", "FORCE"]).await, "+OK\r\n");
+    assert!(raft_role(&fleet, third).await.contains("role:leader"));
+    assert_eq!(t.cmd(&["GET", "after"]).await, bulk("failover"));
+}
+
+/// Refused transfers answer an error and change nothing: a follower, a bad or unknown id,
+/// wrong arity, a standalone node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_transfers_are_refused_and_change_nothing() {
+    let (fleet, leader) = start_for_transfers();
+    let addrs = fleet.client_addrs();
+    let mut l = client(&fleet, leader).await;
+    let term = |info: &str| info.lines().find(|l| l.starts_with("term:")).map(str::to_string);
+    let before = term(&raft_role(&fleet, leader).await);
+    assert_eq!(l.cmd(&["RAFT", "TRANSFER", "x"]).await, "-ERR value is not an integer or out of range\r\n");
+    assert_eq!(l.cmd(&["RAFT", "TRANSFER", "9"]).await, "-ERR Unknown node 9\r\n");
+    assert!(l.cmd(&["RAFT", "TRANSFER"]).await.starts_with("-ERR wrong number of arguments"));
+    assert!(l.cmd(&["RAFT", "TRANSFER", "1", "2"]).await.starts_with("-ERR wrong number of arguments"));
+    // To itself: nothing to do.
+    assert_eq!(l.cmd(&["RAFT", "TRANSFER", &(leader + 1).to_string()]).await, "+OK\r\n");
+    knows_leader(&fleet, (leader + 1) % 3, leader).await;
+    let mut f = client(&fleet, (leader + 1) % 3).await;
+    assert_eq!(
+        f.cmd(&["RAFT", "TRANSFER", "1"]).await,
+        format!("-ERR not the leader, ask {}\r\n", addrs[leader]),
+        "a transfer sent to a follower"
+    );
+    let after = raft_role(&fleet, leader).await;
+    assert!(after.contains("role:leader") && term(&after) == before, "refusals changed leadership: {after}");
+    assert_eq!(l.cmd(&["SET", "still", "writable"]).await, "+OK\r\n");
+    assert_eq!(l.cmd(&["GET", "still"]).await, bulk("writable"));
+
+    // A node outside any group has no leadership to hand over.
+    let single = Fleet::start(&FleetOptions { nodes: 1, raft: false, ..Default::default() }).expect("single node");
+    let mut s = RawClient::connect(single.client_addrs()[0]).await;
+    assert!(s.cmd(&["RAFT", "TRANSFER", "2"]).await.starts_with("-ERR this node is not a member"));
+    assert_eq!(s.cmd(&["CLUSTER", "FAILOVER"]).await, "-ERR You should send CLUSTER FAILOVER to a replica\r\n");
 }

@@ -122,6 +122,7 @@ fn bind_targets(op: &Op, out: &mut Vec<Bytes>) {
         Op::Restore { key, .. } => out.push(key.clone()),
         Op::Rename { src, dst, .. } if src != dst => out.push(dst.clone()),
         Op::Multi(ops) => ops.iter().for_each(|op| bind_targets(op, out)),
+        Op::Guarded(g) => g.ops.iter().for_each(|op| bind_targets(op, out)),
         _ => {}
     }
 }

@@ -49,6 +49,15 @@ pub(super) const fn sub(
 const SUBCOMMANDS: &[CommandSpec] = &[
     sub("countkeysinslot", 3, STALE, "Returns the number of keys in a hash slot.", "3.0.0", "O(1)", countkeysinslot),
     sub(
+        "failover",
+        -2,
+        ADMIN | NOSCRIPT | STALE,
+        "Forces a replica to perform a manual failover of its master.",
+        "3.0.0",
+        "O(1)",
+        super::raft::failover,
+    ),
+    sub(
         "getkeysinslot",
         4,
         STALE,
@@ -229,7 +238,7 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) {
         out.array(members.len());
         for n in members {
             let ip = ip_of(n, local);
-            out.map(7);
+            out.map(7 + n.zone.is_some() as usize);
             out.bulk(b"id");
             out.bulk(n.id.as_bytes());
             out.bulk(b"port");
@@ -243,7 +252,12 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) {
             out.bulk(b"replication-offset");
             out.int(0);
             out.bulk(b"health");
-            out.bulk(b"online");
+            out.bulk(if n.suspect { b"fail".as_slice() } else { b"online" });
+            if let Some(zone) = &n.zone {
+                // As Valkey 8 reports it, so a proxy can keep READONLY reads in its zone.
+                out.bulk(b"availability-zone");
+                out.bulk(zone.as_bytes());
+            }
         }
     }
 }
@@ -258,11 +272,15 @@ fn describe(t: &Topology, index: usize, local: IpAddr, now_ms: u64) -> String {
         line.push_str("myself,");
     }
     line.push_str(if n.primary { "master" } else { "slave" });
+    if n.suspect {
+        line.push_str(",fail?");
+    }
     let master = if n.primary { None } else { t.primary_of(n.shard) };
-    // Myself reports no ping and no pong; peers are reported as just heard from, as
-    // links to them are not tracked here.
+    // Myself reports no ping and no pong; peers are reported as just heard from (a fleet
+    // node not heard from lately is `fail?`, its link `disconnected`).
     let pong = if myself { 0 } else { now_ms };
-    let _ = write!(line, " {} 0 {pong} {} connected", master.map_or("-", |m| m.id.as_str()), n.config_epoch);
+    let link = if n.suspect { "disconnected" } else { "connected" };
+    let _ = write!(line, " {} 0 {pong} {} {link}", master.map_or("-", |m| m.id.as_str()), n.config_epoch);
     if n.primary {
         for &(start, end) in t.shards.get(n.shard).map_or(&[][..], |s| &s.1[..]) {
             if start == end {

@@ -171,8 +171,12 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         *ctx.conn.handle.name.lock() = Some(n);
     }
     set_proto(ctx, proto);
+    let (role, zone) = {
+        let t = ctx.node.topology.load();
+        (if t.myself().primary { "master" } else { "replica" }, t.myself().zone.clone())
+    };
     let out = &mut *ctx.out;
-    out.map(7);
+    out.map(7 + zone.is_some() as usize);
     out.bulk(b"server");
     out.bulk(b"redis");
     out.bulk(b"version");
@@ -184,9 +188,14 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     out.bulk(b"mode");
     out.bulk(b"cluster");
     out.bulk(b"role");
-    out.bulk(b"master");
+    out.bulk(role.as_bytes());
     out.bulk(b"modules");
     out.array(0);
+    if let Some(zone) = zone {
+        // Valkey 8's field: lets a proxy tier keep READONLY reads inside its own zone.
+        out.bulk(b"availability_zone");
+        out.bulk(zone.as_bytes());
+    }
 }
 
 fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) {

@@ -245,12 +245,13 @@ fn execute_checked(
     }
     // Inside MULTI, a command that passed the checks above waits for EXEC.
     if conn.multi.is_some() && multi::queues(spec) {
-        multi::queue(conn, out, spec, full_name, args, shard);
+        multi::queue(node, conn, out, spec, full_name, args, shard);
         return None;
     }
     if let Some(r) = node.replica() {
         // Reads on the leader are linearizable: one read fence per batch of requests.
-        if spec.has(flag::READONLY) && r.is_leader() && !r.stale_reads && !conn.fenced {
+        let reads = spec.has(flag::READONLY) || multi::reads_versions(spec);
+        if reads && r.is_leader() && !r.stale_reads && !conn.fenced {
             match &conn.fence_error {
                 Some(e) => {
                     let slot = spec.key_indexes_in(args).next().map(|i| Slot::of_key(&args[i]));
@@ -336,7 +337,9 @@ fn sub_name(container: &'static CommandSpec, sub: &'static CommandSpec) -> &'sta
 }
 
 /// Checks that every key of the request is served here and that all of them live in one
-/// shard; returns that shard (`None` for a keyless request).
+/// shard; returns that shard (`None` for a keyless request). In a fleet of several shards
+/// the keys must share one slot, as Redis Cluster requires (so a request never spans a
+/// slot that may move to another shard); a node serving every slot allows any keys.
 fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], readonly: bool) -> CmdResult<Option<usize>> {
     let mut keys = spec.key_indexes_in(args);
     let Some(first) = keys.next() else {
@@ -345,10 +348,16 @@ fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], readonly: bool) -> Cmd
     let topology = node.topology.load();
     let first_slot = Slot::of_key(&args[first]);
     let first_route = topology.route(first_slot);
+    let one_slot = topology.shards.len() > 1;
     for i in keys {
-        let r = topology.route(Slot::of_key(&args[i]));
+        let slot = Slot::of_key(&args[i]);
+        if one_slot && slot != first_slot {
+            return Err(CmdError::msg("CROSSSLOT Keys in request don't hash to the same slot"));
+        }
+        let r = topology.route(slot);
         let same = match (r, first_route) {
             (Route::Local(a), Route::Local(b)) | (Route::Moved(a), Route::Moved(b)) => a == b,
+            (Route::Unassigned, Route::Unassigned) => true,
             _ => false,
         };
         if !same {
@@ -372,6 +381,7 @@ fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], readonly: bool) -> Cmd
                 None => Err(CmdError::msg("CLUSTERDOWN Hash slot not served")),
             }
         }
+        Route::Unassigned => Err(CmdError::msg("CLUSTERDOWN Hash slot not served")),
     }
 }
 

@@ -23,6 +23,10 @@
 //! error becomes that command's entry in the reply array and the others still run, as do
 //! ops refused by the engine (WRONGTYPE ...), as in Redis.
 //!
+//! On a replicated shard, EXEC is one `Op::Guarded` proposed to the group, with WATCH as
+//! a guard every member checks and the reads run by the proposing node when it applies
+//! the entry: see `multi/replicated.rs`.
+//!
 //! Invariants:
 //! - `conn.multi` is `Some` exactly between MULTI and EXEC / DISCARD / RESET.
 //! - Every key in `conn.watching` is registered with `node.watches` under the
@@ -40,6 +44,8 @@ use crate::keywatch::KeyWatch;
 use crate::node::Node;
 use crate::resp::ReplyWriter;
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
+
+pub mod replicated;
 
 const fn spec(
     name: &'static str,
@@ -130,15 +136,21 @@ struct Queued {
 pub struct Watching {
     /// Created on first WATCH, reused after: one per connection.
     watch: Option<Arc<KeyWatch>>,
-    /// Each key with its deadline when watched (0: none or absent). A key that expires
-    /// after WATCH counts as changed, as in Redis 7.
-    keys: Vec<(Bytes, u64)>,
+    /// Each key with its deadline when watched (0: none or absent) and its slot's write
+    /// version then. A key that expires after WATCH counts as changed, as in Redis 7.
+    keys: Vec<(Bytes, u64, u64)>,
 }
 
 /// True for commands that wait for EXEC inside MULTI. The transaction commands act at
 /// once, as do QUIT and RESET.
 pub fn queues(spec: &CommandSpec) -> bool {
     !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset")
+}
+
+/// True for WATCH: on a leader it reads slot versions, so it waits for a read fence like
+/// other reads (a stale version could only abort the transaction, never let it through).
+pub fn reads_versions(spec: &CommandSpec) -> bool {
+    spec.name == "watch"
 }
 
 /// Redis refuses every command but EXEC, DISCARD, QUIT and RESET while over maxmemory
@@ -168,6 +180,7 @@ pub fn rejected(node: &Node, conn: &mut ConnState, args: &[Bytes], e: CmdError) 
 
 /// Queues a checked command inside MULTI.
 pub fn queue(
+    node: &Node,
     conn: &mut ConnState,
     out: &mut ReplyWriter,
     spec: &'static CommandSpec,
@@ -176,8 +189,11 @@ pub fn queue(
     shard: Option<usize>,
 ) {
     let Some(t) = conn.multi.as_mut() else { return };
+    let replicated = node.replica().is_some();
     let refused = if spec.has(NO_MULTI) {
         Some("ERR Command not allowed inside a transaction")
+    } else if replicated && !replicated::supported(spec) {
+        Some("ERR Command not supported inside a transaction on a replicated shard")
     } else if matches!((t.shard, shard), (Some(a), Some(b)) if a != b) {
         Some("CROSSSLOT Keys in request don't hash to the same slot")
     } else {
@@ -203,7 +219,7 @@ pub fn reset(node: &Node, conn: &mut ConnState) {
 fn unwatch_all(node: &Node, conn: &mut ConnState) {
     let w = &mut conn.watching;
     if let Some(watch) = &w.watch {
-        for (k, _) in w.keys.drain(..) {
+        for (k, _, _) in w.keys.drain(..) {
             node.watches.unwatch(&k, watch);
         }
         watch.reset();
@@ -234,12 +250,15 @@ fn watch(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let w = &mut ctx.conn.watching;
     let watch = w.watch.get_or_insert_with(KeyWatch::new).clone();
     for key in &args[1..] {
-        if w.keys.iter().any(|(k, _)| k == key) {
+        if w.keys.iter().any(|(k, _, _)| k == key) {
             continue;
         }
+        // The version first: a write between the two reads then aborts EXEC (it changes
+        // the version) rather than slip past with a stale deadline.
+        let version = ctx.node.keyspace.slot_version(Slot::of_key(key));
         let deadline = ctx.node.keyspace.get(key, now, |e| e.map_or(0, |e| e.expire_at));
         ctx.node.watches.watch(key.clone(), &watch);
-        w.keys.push((key.clone(), deadline));
+        w.keys.push((key.clone(), deadline, version));
     }
     ctx.out.ok();
 }
@@ -269,10 +288,10 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) {
         return ctx.out.error("EXECABORT Transaction discarded because of previous errors.");
     }
     ctx.conn.commands += t.queue.len() as u64;
-    let (ops, steps) = plan(ctx, &t.queue);
     if ctx.node.replica().is_some() {
-        return exec_replicated(ctx, ops, steps);
+        return replicated::exec(ctx, t.queue);
     }
+    let (ops, steps) = plan(ctx, &t.queue);
     let (all_slots, slots) = lock_set(&t.queue, &ctx.conn.watching);
     let scope = if all_slots { LockScope::All } else { LockScope::With(&slots) };
     let node = ctx.node;
@@ -317,44 +336,6 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     }
 }
 
-/// EXEC on a replicated node: the transaction's writes are one `Op::Multi` proposed to
-/// the shard group, so every member applies them together. Not yet here: reads and
-/// direct-reply commands inside the transaction (they would have to run at apply time on
-/// the leader) and WATCH (its check would have to be part of the log entry to be
-/// decided the same way on every member); both are refused rather than run unsafely.
-fn exec_replicated(ctx: &mut Ctx<'_>, ops: Vec<Op>, steps: Vec<Step>) {
-    let watched = !ctx.conn.watching.keys.is_empty();
-    unwatch_all(ctx.node, ctx.conn);
-    if watched || steps.iter().any(|s| matches!(s, Step::Run)) {
-        ctx.conn.errors += 1;
-        return ctx
-            .out
-            .error("ERR on a replicated shard, EXEC supports write commands only, without WATCH (not yet replicated)");
-    }
-    let failed: Vec<Option<CmdError>> =
-        steps.into_iter().map(|s| if let Step::Failed(e) = s { Some(e) } else { None }).collect();
-    ctx.write_then(Op::Multi(ops), move |conn, out, o| {
-        let Output::Array(outputs) = o else { return out.output(&o) };
-        let mut outputs = outputs.into_iter();
-        out.array(failed.len());
-        for f in failed {
-            match f {
-                Some(e) => {
-                    conn.errors += 1;
-                    out.error(&e.0);
-                }
-                None => {
-                    let o = outputs.next().unwrap_or(Output::Nil);
-                    if matches!(o, Output::Err(_)) {
-                        conn.errors += 1;
-                    }
-                    out.output(&o);
-                }
-            }
-        }
-    });
-}
-
 /// The ops of the write commands, in order, and each command's step.
 fn plan(ctx: &mut Ctx<'_>, queue: &[Queued]) -> (Vec<Op>, Vec<Step>) {
     let mut ops = Vec::new();
@@ -377,7 +358,7 @@ fn plan(ctx: &mut Ctx<'_>, queue: &[Queued]) -> (Vec<Op>, Vec<Step>) {
 /// The slots EXEC locks besides its ops' keys: every other command's keys and the
 /// WATCHed keys; or all slots (the bool) when a command may read beyond declared keys.
 fn lock_set(queue: &[Queued], watching: &Watching) -> (bool, Vec<Slot>) {
-    let mut slots: Vec<Slot> = watching.keys.iter().map(|(k, _)| Slot::of_key(k)).collect();
+    let mut slots: Vec<Slot> = watching.keys.iter().map(|(k, _, _)| Slot::of_key(k)).collect();
     for q in queue {
         let before = slots.len();
         slots.extend(q.spec.key_indexes_in(&q.args).map(|i| Slot::of_key(&q.args[i])));
@@ -410,7 +391,7 @@ impl WriteHooks for ExecHooks<'_> {
         let w = &self.conn.watching;
         let Some(watch) = &w.watch else { return true };
         let now = self.node.now_ms();
-        !watch.is_dirty() && !w.keys.iter().any(|&(_, at)| at != 0 && at <= now)
+        !watch.is_dirty() && !w.keys.iter().any(|&(_, at, _)| at != 0 && at <= now)
     }
 
     /// Runs the commands up to the next write (item `_i`), or all that are left.
@@ -440,10 +421,15 @@ fn run(ctx: &mut Ctx<'_>, q: &Queued) {
         Handler::Container(_) => command::all(ctx),
         Handler::Write(_) => {}
     }
-    if let Some(b) = ctx.conn.blocked.take() {
+    answer_blocked(ctx.conn, ctx.out);
+}
+
+/// A command that would block inside a transaction answers its timeout reply at once.
+fn answer_blocked(conn: &mut ConnState, out: &mut ReplyWriter) {
+    if let Some(b) = conn.blocked.take() {
         match b.on_timeout {
-            TimeoutReply::NullArray => ctx.out.null_array(),
-            TimeoutReply::Null => ctx.out.null(),
+            TimeoutReply::NullArray => out.null_array(),
+            TimeoutReply::Null => out.null(),
         }
     }
 }

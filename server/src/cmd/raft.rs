@@ -8,6 +8,13 @@
 //!   and one existing member with a lower id (so it never initializes a group of its own).
 //! - `RAFT REMOVE <id>`: removes a member (a dead one, to replace it: REMOVE, then ADD a
 //!   new node under a new id).
+//! - `RAFT TRANSFER <id>`: hands leadership to another voter (prism_replication::election):
+//!   writes answer `-TRYAGAIN` meanwhile, reads wait; `+OK` once `<id>` leads.
+//! - `CLUSTER FAILOVER [FORCE|TAKEOVER]` (its CLUSTER entry calls [`failover`]): on a
+//!   replica, asks the leader to transfer to it; with FORCE or TAKEOVER, when no leader
+//!   is known or it cannot be reached, the replica campaigns by itself (a leader that is
+//!   down). Unlike Redis, which answers `+OK` at once, the
+//!   reply comes when the failover ended: `+OK` once this node leads, else why not.
 //!
 //! Invariants:
 //! - Only the leader changes membership; elsewhere `-MOVED`-style redirection is not
@@ -15,11 +22,15 @@
 //! - Changes go through openraft's joint consensus: a change is committed (durable on a
 //!   majority of both the old and the new configuration) before the reply is `+OK`.
 //! - The connection waits for the change without blocking any other client.
+//! - A transfer or failover is bounded (the leader lease plus 5 s) and refused arguments
+//!   (unknown id, a learner, not the leader) change nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use prism_replication::types::ChangeMembers;
+use prism_replication::{PeerNode, ServerState, TransferError};
 
 use super::cluster::sub;
 use super::{CmdError, Ctx};
@@ -44,6 +55,15 @@ const SUBCOMMANDS: &[CommandSpec] = &[
         add,
     ),
     sub("remove", 3, ADMIN | NOSCRIPT, "Removes a member from this node's shard group.", "7.0.0", COMPLEXITY, remove),
+    sub(
+        "transfer",
+        3,
+        ADMIN | NOSCRIPT,
+        "Hands this shard group's leadership to another voter.",
+        "7.0.0",
+        "O(1)",
+        transfer,
+    ),
 ];
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
@@ -127,4 +147,118 @@ async fn reply(change: impl std::future::Future<Output = Result<(), String>>) ->
         Ok(()) => out.ok(),
         Err(e) => out.error(&e),
     })
+}
+
+fn transfer(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let Some(r) = ctx.node.replica.get().cloned() else { return standalone(ctx) };
+    let Some(id) = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return ctx.fail(CmdError::NOT_INTEGER);
+    };
+    if !r.is_leader() {
+        let leader = r.group.leadership().leader.filter(|l| *l != r.me);
+        return ctx.fail(CmdError::msg(transfer_error(&r, TransferError::NotLeader(leader))));
+    }
+    ctx.conn.deferred = Some(Box::pin(async move {
+        let text = match r.group.transfer(id).await {
+            Ok(l) if l == id => None,
+            Ok(l) => Some(format!("ERR leadership went to node {l}, not {id}")),
+            Err(e) => Some(transfer_error(&r, e)),
+        };
+        answer(text)
+    }));
+}
+
+/// `CLUSTER FAILOVER [FORCE|TAKEOVER]` (see the module docs).
+pub(super) fn failover(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let force = match args.get(2) {
+        _ if args.len() > 3 => return ctx.fail(CmdError::SYNTAX),
+        None => false,
+        Some(a) if a.eq_ignore_ascii_case(b"force") || a.eq_ignore_ascii_case(b"takeover") => true,
+        Some(_) => return ctx.fail(CmdError::SYNTAX),
+    };
+    let to_replica = "ERR You should send CLUSTER FAILOVER to a replica";
+    let Some(r) = ctx.node.replica.get().cloned() else { return ctx.fail(CmdError::msg(to_replica)) };
+    if r.is_leader() {
+        return ctx.fail(CmdError::msg(to_replica));
+    }
+    if !r.membership().iter().any(|(m, voter)| m.id == r.me && *voter) {
+        return ctx.fail(CmdError::msg(transfer_error(&r, TransferError::NotVoter(r.me))));
+    }
+    let leader = r.group.leadership().leader.filter(|l| *l != r.me).and_then(|l| r.member(l));
+    if leader.is_none() && !force {
+        return ctx.fail(CmdError::msg("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE"));
+    }
+    ctx.conn.deferred = Some(Box::pin(async move {
+        // A leader that answers hands over (FORCE too: it is the fastest safe way); without
+        // one, FORCE campaigns here.
+        let text = match leader {
+            Some(leader) => {
+                let node = PeerNode::new(leader.peer_addr(), leader.client_addr());
+                match r.group.elections().ask_leader(leader.id, &node).await {
+                    Ok(l) if l == r.me => None,
+                    Ok(l) => Some(format!("ERR leadership went to node {l}")),
+                    Err(TransferError::Target { .. }) if force => campaign_here(&r).await,
+                    Err(e) => Some(transfer_error(&r, e)),
+                }
+            }
+            None => campaign_here(&r).await,
+        };
+        answer(text)
+    }));
+}
+
+/// `CLUSTER FAILOVER FORCE` without a leader to ask: campaigns until this node leads or
+/// another does, at most a transfer's bound; the error line if it is not this node.
+async fn campaign_here(r: &Arc<crate::replica::Replica>) -> Option<String> {
+    let bound = r.group.elections().transfer_bound();
+    if let Err(e) = r.group.elections().campaign(Duration::ZERO, bound, 0) {
+        return Some(one_line(&format!("ERR {e}")));
+    }
+    match until_leading(r, bound).await {
+        Some(l) if l == r.me => None,
+        Some(l) => Some(format!("ERR leadership went to node {l}")),
+        None => Some("TIMEOUT this node did not win an election in time; see INFO raft".to_string()),
+    }
+}
+
+/// Waits until some member leads in a term after the current one (this node, hopefully),
+/// at most `bound`; who leads then.
+async fn until_leading(r: &Arc<crate::replica::Replica>, bound: Duration) -> Option<u64> {
+    let mut watch = r.group.watch_leadership();
+    let term = watch.borrow().term;
+    let won = |l: &prism_replication::Leadership| {
+        l.term > term && (l.leader.is_some_and(|id| id != r.me) || l.state == ServerState::Leader)
+    };
+    let l = tokio::time::timeout(bound, watch.wait_for(won)).await.ok()?.ok()?.clone();
+    l.leader
+}
+
+/// The error line for a transfer that did not happen.
+fn transfer_error(r: &crate::replica::Replica, e: TransferError) -> String {
+    let addr = |id: u64| r.member(id).map(|m| m.client_addr()).unwrap_or_else(|| format!("node {id}"));
+    let text = match e {
+        TransferError::NotLeader(Some(l)) => format!("ERR not the leader, ask {}", addr(l)),
+        TransferError::NotLeader(None) => "TRYAGAIN The shard has no leader right now; retry shortly.".into(),
+        TransferError::Unknown(id) => format!("ERR Unknown node {id}"),
+        TransferError::NotVoter(id) => format!("ERR node {id} is a learner, not a voter"),
+        TransferError::Busy => "ERR a leadership transfer is already in progress".into(),
+        TransferError::Timeout { target, leader } => format!(
+            "TIMEOUT the transfer to node {target} did not finish in time; {}",
+            leader.map_or("no leader is known".into(), |l| format!("node {l} leads"))
+        ),
+        e @ TransferError::Target { .. } => format!("ERR {e}"),
+    };
+    one_line(&text)
+}
+
+fn answer(error: Option<String>) -> crate::conn::DeferredReply {
+    Box::new(move |out: &mut ReplyWriter| match error {
+        None => out.ok(),
+        Some(e) => out.error(&e),
+    })
+}
+
+/// An error text fit for a RESP error line.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }

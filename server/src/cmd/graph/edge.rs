@@ -28,8 +28,26 @@ pub const MAX_LIMIT: usize = 100_000;
 
 type Props = Vec<(Bytes, Bytes)>;
 
+/// Both endpoints of an edge must be served by this node's shard: the in-edge half is
+/// written in the destination's slot by the same apply. Cross-shard edges need the
+/// durable outbox (issue 6, not built yet), so until then they are refused rather than
+/// stored on a shard that does not serve the destination.
+fn same_shard(ctx: &Ctx<'_>, src: &[u8], dst: &[u8]) -> CmdResult<()> {
+    let topology = ctx.node.topology.load();
+    let shard = |key: &[u8]| topology.shard_of(prism_engine::Slot::of_key(key));
+    if shard(src) == shard(dst) {
+        Ok(())
+    } else {
+        Err(CmdError::msg(
+            "CROSSSHARD the edge's endpoints are served by different shards; edges across shards are not \
+             supported yet (co-locate them with a {hash tag})",
+        ))
+    }
+}
+
 /// `E.ADD src type dst [RANK r] [PROPS field value ...]`.
-pub(super) fn e_add(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+pub(super) fn e_add(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+    same_shard(ctx, &args[1], &args[3])?;
     let mut rank = None;
     let mut props = None;
     let mut i = 4;
@@ -48,7 +66,8 @@ pub(super) fn e_add(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
     Ok(Op::Graph(GraphOp::AddEdge { out, inn, rank, props }))
 }
 
-pub(super) fn e_del(_: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+pub(super) fn e_del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+    same_shard(ctx, &args[1], &args[3])?;
     let (out, inn) = EdgeHalf::pair(&args[1], &args[2], &args[3]);
     Ok(Op::Graph(GraphOp::DelEdge { out, inn }))
 }

@@ -1,0 +1,184 @@
+//! Copy-on-write snapshots of the keyspace: a consistent copy of every slot table, taken
+//! while writes go on.
+//!
+//! How: [`Keyspace::begin_snapshot`] copies nothing. It records the slot versions and
+//! registers a [`SnapshotInProgress`] on the keyspace. From then on, a write copies each
+//! slot it locks that the snapshot has not copied yet, before it changes anything there
+//! ([`SnapshotInProgress::preserve`], called by the keyspace right after it takes a slot's
+//! write lock: the same choke point that counts slot versions). Meanwhile a background
+//! thread calls [`SnapshotInProgress::copy_rest`], which copies the remaining slots one by
+//! one under each slot's read lock. A write therefore pays for at most the slots it locks
+//! (one slot is ~1/16384 of the data), once per snapshot.
+//!
+//! Invariants:
+//! - No write runs while `begin_snapshot` runs (the caller serializes them: a Raft state
+//!   machine starts a snapshot between two applies), so the snapshot's instant is
+//!   well defined and its versions are exact.
+//! - Each slot is copied exactly once: its "copied" flag is claimed (`swap`) only while
+//!   that slot's lock is held, read or write, so the table is the untouched state at the
+//!   snapshot's instant when it is copied, and no write to the slot can run until the copy
+//!   is stored.
+//! - `copy_rest` visits every slot under its read lock, so by the time it returns every
+//!   copy made by a writer is stored too (the writer held the write lock while storing).
+//! - A keyspace has at most one snapshot registered; starting another first completes the
+//!   earlier one (its copier may still be running; both claim through the same flags).
+//! - Without a snapshot, the write path costs one atomic load.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::{Entry, Keyspace, SlotRead, SlotTable};
+use crate::slot::SLOT_COUNT;
+
+/// The entries of one slot as a snapshot copied them.
+pub type SlotCopy = Vec<(Bytes, Entry)>;
+
+/// A snapshot being copied.
+pub struct SnapshotInProgress {
+    versions: Vec<u64>,
+    copied: Box<[AtomicBool]>,
+    /// Copies made so far, in no particular order (writers and the copier both push).
+    done: Mutex<Vec<(u16, SlotCopy)>>,
+    /// Slots copied by writers before the copier reached them (for tests and metrics).
+    by_writers: AtomicUsize,
+}
+
+/// A finished snapshot: every slot's entries at the snapshot's instant, and the slot
+/// versions then.
+#[derive(Debug, Default)]
+pub struct SnapshotImage {
+    /// One copy per slot, in slot order (slot `i` at index `i`), or empty for an image
+    /// made by hand.
+    pub slots: Vec<SlotCopy>,
+    /// [`Keyspace::slot_versions`] at the snapshot's instant (empty for an image made by
+    /// hand: all zero).
+    pub versions: Vec<u64>,
+    /// How many slots were copied by a write before the background copy reached them.
+    pub copied_by_writers: usize,
+}
+
+impl SnapshotImage {
+    /// Every entry, slot by slot. Expired entries not yet removed are included: replicas
+    /// hold them too, until a purge write removes them.
+    pub fn entries(&self) -> impl Iterator<Item = &(Bytes, Entry)> {
+        self.slots.iter().flatten()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.slots.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(Vec::is_empty)
+    }
+}
+
+/// The keyspace's registration of the snapshot in progress.
+#[derive(Default)]
+pub(crate) struct Snapshotting {
+    /// Mirrors `current.is_some()`: the one load a write makes when no snapshot runs.
+    active: AtomicBool,
+    current: Mutex<Option<Arc<SnapshotInProgress>>>,
+}
+
+impl Snapshotting {
+    /// The snapshot a write must preserve slots for, if one is in progress.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<Arc<SnapshotInProgress>> {
+        if !self.active.load(Ordering::Acquire) {
+            return None;
+        }
+        self.current.lock().clone()
+    }
+
+    fn register(&self, snap: Arc<SnapshotInProgress>) {
+        *self.current.lock() = Some(snap);
+        self.active.store(true, Ordering::Release);
+    }
+
+    fn unregister(&self, snap: &Arc<SnapshotInProgress>) {
+        let mut cur = self.current.lock();
+        if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, snap)) {
+            *cur = None;
+            self.active.store(false, Ordering::Release);
+        }
+    }
+}
+
+fn copy_table(t: &SlotTable) -> SlotCopy {
+    (0..t.len()).filter_map(|i| t.get_index(i)).map(|(k, e)| (Bytes::copy_from_slice(k), e.clone())).collect()
+}
+
+impl SnapshotInProgress {
+    /// Called with `slot`'s table locked for writing, before the write changes it: copies
+    /// the table if this snapshot has not yet.
+    #[inline]
+    pub(crate) fn preserve(&self, slot: u16, table: &SlotTable) {
+        let flag = &self.copied[slot as usize];
+        if flag.load(Ordering::Acquire) || flag.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let copy = copy_table(table);
+        self.done.lock().push((slot, copy));
+        self.by_writers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies every slot not copied yet, each under its read lock, and unregisters the
+    /// snapshot from `keyspace`. Blocking (O(data)): run it off the async runtime.
+    pub fn copy_rest(self: &Arc<Self>, keyspace: &Keyspace) -> SnapshotImage {
+        self.copy_remaining(keyspace);
+        keyspace.snapshotting.unregister(self);
+        let mut done = std::mem::take(&mut *self.done.lock());
+        done.sort_unstable_by_key(|(s, _)| *s);
+        // Each slot was claimed once (module invariants), so `done` holds slots 0..16384.
+        debug_assert!(done.len() == SLOT_COUNT && done.iter().enumerate().all(|(i, (s, _))| *s as usize == i));
+        SnapshotImage {
+            slots: done.into_iter().map(|(_, c)| c).collect(),
+            versions: self.versions.clone(),
+            copied_by_writers: self.by_writers.load(Ordering::Relaxed),
+        }
+    }
+
+    fn copy_remaining(&self, keyspace: &Keyspace) {
+        for slot in 0..SLOT_COUNT as u16 {
+            // The read lock is taken even for a slot already claimed: it waits for a
+            // writer that claimed it to store its copy.
+            let table = SlotRead::of(keyspace, slot);
+            if !self.copied[slot as usize].swap(true, Ordering::AcqRel) {
+                let copy = copy_table(&table);
+                drop(table);
+                self.done.lock().push((slot, copy));
+            }
+        }
+    }
+}
+
+impl Keyspace {
+    /// Starts a copy-on-write snapshot of the current state and returns it; finish it with
+    /// [`SnapshotInProgress::copy_rest`] (typically on a background thread) while writes go
+    /// on. No write may run concurrently with this call (see the module invariants); a
+    /// snapshot still in progress is completed first.
+    pub fn begin_snapshot(&self) -> Arc<SnapshotInProgress> {
+        if let Some(earlier) = self.snapshotting.current() {
+            earlier.copy_remaining(self);
+        }
+        let snap = Arc::new(SnapshotInProgress {
+            versions: self.slot_versions(),
+            copied: (0..SLOT_COUNT).map(|_| AtomicBool::new(false)).collect(),
+            done: Mutex::new(Vec::with_capacity(SLOT_COUNT)),
+            by_writers: AtomicUsize::new(0),
+        });
+        self.snapshotting.register(snap.clone());
+        snap
+    }
+
+    /// A full copy now, synchronously (for tests and tools; a live node uses
+    /// [`Keyspace::begin_snapshot`]).
+    pub fn snapshot_now(&self) -> SnapshotImage {
+        self.begin_snapshot().copy_rest(self)
+    }
+}

@@ -1,0 +1,97 @@
+//! The round trip of one partition (a slot, for now): spill it to an object's bytes, and
+//! restore an object's rows into a keyspace.
+//!
+//! Invariants:
+//! - [`spill_slot`] reads the slot under its read lock for the whole encode, so the object
+//!   is one consistent state of the slot (writes to that slot wait; other slots do not).
+//!   Expired entries not yet purged are kept, as a snapshot keeps them: replicas hold them
+//!   until a purge write removes them. In-memory data is not dropped here (that needs the
+//!   replicated manifest, next).
+//! - [`load_into`] restores all rows or none: the object is decoded and every row
+//!   validated ([`format::decode`]) before the first restore is applied. Rows go through
+//!   `Op::Restore` at time 0 (as a snapshot install does), so the engine's own validation
+//!   and memory accounting apply and a deadline in the past is kept, not judged.
+
+use bytes::Bytes;
+
+use super::format::{self, EncodedPartition, FormatError, PartitionEncoder};
+use crate::keyspace::Keyspace;
+use crate::op::{Op, Output, Write};
+use crate::slot::Slot;
+
+/// What a spill produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpillStats {
+    pub slot: Slot,
+    pub rows: u64,
+    /// Sum of the DUMP payloads.
+    pub payload_bytes: u64,
+    /// Size of the object.
+    pub object_bytes: u64,
+    pub crc32c: u32,
+}
+
+/// Encodes every entry of `slot` into an object (consistent: under the slot's read lock).
+pub fn spill_slot(keyspace: &Keyspace, slot: Slot) -> Result<(EncodedPartition, SpillStats), FormatError> {
+    let mut enc = PartitionEncoder::new(slot);
+    {
+        let table = keyspace.slot(slot);
+        for i in 0..table.len() {
+            if let Some((key, entry)) = table.get_index(i) {
+                enc.push(key, entry)?;
+            }
+        }
+    }
+    let obj = enc.finish()?;
+    let stats = SpillStats {
+        slot,
+        rows: obj.rows,
+        payload_bytes: obj.payload_bytes,
+        object_bytes: obj.bytes.len() as u64,
+        crc32c: obj.crc32c,
+    };
+    Ok((obj, stats))
+}
+
+/// Somewhere rows can be restored: a keyspace, or (later) a state machine that proposes
+/// restores through its log.
+pub trait RestoreTarget {
+    /// Restores one validated row, replacing any value under `key`.
+    fn restore(&self, key: Bytes, expire_at: u64, payload: Bytes) -> Result<(), String>;
+}
+
+impl RestoreTarget for Keyspace {
+    fn restore(&self, key: Bytes, expire_at: u64, payload: Bytes) -> Result<(), String> {
+        let op = Op::Restore { key, payload, expire_at, replace: true };
+        match self.apply(&Write { now_ms: 0, op }) {
+            Output::Err(e) => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The engine refused a row that passed validation: a bug, reported with the key.
+    #[error("restoring key {key:?}: {reason}")]
+    Restore { key: String, reason: String },
+}
+
+/// Restores every row of an object into `target` and returns the partition's slot and row
+/// count. `bytes` must already be verified against the object's checksum (as
+/// [`ColdStore::get`](super::ColdStore::get) returns them); everything inside is checked
+/// here before anything is restored.
+pub fn load_into(target: &impl RestoreTarget, bytes: Bytes) -> Result<(Slot, u64), LoadError> {
+    let partition = format::decode(bytes)?;
+    let rows = partition.rows.len() as u64;
+    for row in partition.rows {
+        let key = row.key.clone();
+        target
+            .restore(row.key, row.expire_at, row.payload)
+            .map_err(|reason| LoadError::Restore { key: String::from_utf8_lossy(&key).into_owned(), reason })?;
+    }
+    Ok((partition.slot, rows))
+}

@@ -1,0 +1,322 @@
+//! `/metrics`: the node's figures in the OpenMetrics text format (prometheus-client),
+//! read at scrape time from the counters the node already keeps for INFO, so serving
+//! metrics adds nothing to the command path.
+//!
+//! Every series is named `prism_*` and labelled `node` (the node's cluster id, as CLUSTER
+//! MYID); Raft series also carry `group`, per-replica series `replica` (the Raft id), and
+//! per-command series `command` (`client|list` for subcommands, as INFO commandstats).
+//! docs/operations.md lists them all; keep the two in step.
+//!
+//! Counters follow INFO: CONFIG RESETSTAT zeroes the command and error counters (and
+//! Prometheus sees a counter reset); `prism_expired_keys_total` is the engine's own total,
+//! which never resets.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::node::Node;
+
+/// The whole `/metrics` body for `node`.
+pub fn render(node: &Node) -> Result<String, fmt::Error> {
+    let id = node.topology.load().myself().id.clone();
+    let mut registry = Registry::with_prefix_and_labels("prism", [(Cow::Borrowed("node"), Cow::Owned(id))].into_iter());
+    // The collector borrows nothing: it copies what it needs now, then the registry
+    // (which wants 'static collectors) encodes it.
+    registry.register_collector(Box::new(Snapshot::take(node)));
+    let mut text = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// One scrape's figures, copied out of the node.
+#[derive(Debug)]
+struct Snapshot {
+    raft_id: u64,
+    uptime_s: f64,
+    connected: u64,
+    maxclients: u64,
+    node: Vec<(&'static str, &'static str, Kind, Option<Unit>, f64)>,
+    commands: Vec<crate::stats::CommandFigures>,
+    errors: Vec<(String, u64)>,
+    raft: Option<Raft>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Debug)]
+struct Raft {
+    group: String,
+    term: u64,
+    leader: u64,
+    is_leader: bool,
+    ready: bool,
+    last_log: u64,
+    applied: u64,
+    snapshot: u64,
+    purged: u64,
+    quorum_ack_age_s: Option<f64>,
+    /// (replica raft id, match index, lag in entries), leader only.
+    replicas: Vec<(u64, u64, u64)>,
+}
+
+impl Snapshot {
+    fn take(node: &Node) -> Snapshot {
+        let st = &node.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let ks = node.keyspace.stats();
+        let used = node.keyspace.used_memory();
+        let peak = st.used_memory_peak.load(Ordering::Relaxed).max(used);
+        use Kind::{Counter, Gauge};
+        let mut figures = vec![
+            ("connections_received", "Client connections accepted.", Counter, None, get(&st.connections_received)),
+            (
+                "connections_rejected",
+                "Client connections refused because maxclients were connected.",
+                Counter,
+                None,
+                get(&st.rejected_connections),
+            ),
+            (
+                "output_buffer_disconnections",
+                "Clients disconnected for exceeding their output buffer limit (pub/sub included).",
+                Counter,
+                None,
+                get(&st.output_buffer_disconnections) + get(&node.pubsub.disconnections),
+            ),
+            ("commands_processed", "Commands run, all commands together.", Counter, None, get(&st.commands_processed)),
+            ("protocol_errors", "Requests refused as malformed RESP.", Counter, None, get(&st.protocol_errors)),
+            ("error_replies", "Error replies sent, every kind.", Counter, None, get(&st.error_replies)),
+            ("net_input", "Bytes read from clients.", Counter, Some(Unit::Bytes), get(&st.net_input_bytes)),
+            ("net_output", "Bytes written to clients.", Counter, Some(Unit::Bytes), get(&st.net_output_bytes)),
+            ("keyspace_hits", "Key lookups that found the key.", Counter, None, get(&st.keyspace_hits)),
+            ("keyspace_misses", "Key lookups that did not find the key.", Counter, None, get(&st.keyspace_misses)),
+            ("expired_keys", "Keys removed because their TTL passed.", Counter, None, ks.expired_removed as f64),
+            ("keys", "Keys held by this node.", Gauge, None, ks.keys as f64),
+            ("keys_volatile", "Keys with a TTL.", Gauge, None, ks.volatile as f64),
+            ("memory_used", "Memory used by the keyspace (INFO used_memory).", Gauge, Some(Unit::Bytes), used as f64),
+            ("memory_peak", "Highest memory_used seen.", Gauge, Some(Unit::Bytes), peak as f64),
+            (
+                "maxmemory",
+                "The maxmemory limit (0: none).",
+                Gauge,
+                Some(Unit::Bytes),
+                node.limits.maxmemory.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        if let Some(rss) = rss_bytes() {
+            figures.push(("memory_rss", "Resident set size of the process.", Gauge, Some(Unit::Bytes), rss as f64));
+        }
+        Snapshot {
+            raft_id: node.config.read().node_id,
+            uptime_s: node.started.elapsed().as_secs_f64(),
+            connected: node.clients.count() as u64,
+            maxclients: node.limits.maxclients.load(Ordering::Relaxed) as u64,
+            node: figures,
+            commands: node.cmd_stats.commands(),
+            errors: node.cmd_stats.errors(),
+            raft: raft(node),
+        }
+    }
+}
+
+fn raft(node: &Node) -> Option<Raft> {
+    let r = node.replica()?;
+    let m = r.group.metrics();
+    let lead = r.group.leadership();
+    let index = |id: Option<prism_replication::types::LogId>| id.map_or(0, |l| l.index);
+    let last_log = m.last_log_index.unwrap_or(0);
+    let is_leader = lead.state == prism_replication::ServerState::Leader;
+    let replicas = match (&m.replication, is_leader) {
+        (Some(rep), true) => rep
+            .iter()
+            .filter(|(id, _)| **id != r.me)
+            .map(|(id, matched)| (*id, index(*matched), last_log.saturating_sub(index(*matched))))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(Raft {
+        group: r.group_id.to_string(),
+        term: lead.term,
+        leader: lead.leader.unwrap_or(0),
+        is_leader,
+        ready: super::readiness(node).is_ready(),
+        last_log,
+        applied: index(m.last_applied),
+        snapshot: index(m.snapshot),
+        purged: index(m.purged),
+        quorum_ack_age_s: m.millis_since_quorum_ack.filter(|_| is_leader).map(|ms| ms as f64 / 1000.0),
+        replicas,
+    })
+}
+
+/// Resident set size from `/proc/self/status` (in kB there, so no page-size assumption).
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+type Labels<'a> = Vec<(&'static str, Cow<'a, str>)>;
+
+/// Writes one metric family: `series` are (labels, value) pairs under one descriptor.
+fn family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    kind: Kind,
+    series: impl IntoIterator<Item = (Labels<'a>, f64)>,
+) -> fmt::Result {
+    let ty = match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+    };
+    let mut m = enc.encode_descriptor(name, help, unit.as_ref(), ty)?;
+    for (labels, value) in series {
+        let fam = m.encode_family(&labels)?;
+        // Whole numbers print as integers (`5`, not `5.0`): most figures are counts.
+        let whole = value.fract() == 0.0 && (0.0..9.0e15).contains(&value);
+        match (kind, whole) {
+            (Kind::Counter, true) => ConstCounter::new(value as u64).encode(fam)?,
+            (Kind::Counter, false) => ConstCounter::new(value).encode(fam)?,
+            (Kind::Gauge, true) => ConstGauge::new(value as u64).encode(fam)?,
+            (Kind::Gauge, false) => ConstGauge::new(value).encode(fam)?,
+        }
+    }
+    Ok(())
+}
+
+fn one(value: f64) -> [(Labels<'static>, f64); 1] {
+    [(Vec::new(), value)]
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        use Kind::{Counter, Gauge};
+        let info = vec![
+            ("version", Cow::Borrowed(env!("CARGO_PKG_VERSION"))),
+            ("raft_id", Cow::Owned(self.raft_id.to_string())),
+        ];
+        // An OpenMetrics info family: `prism_node_info{...} 1`.
+        let mut m = enc.encode_descriptor("node", "The build and Raft id of the node.", None, MetricType::Info)?;
+        m.encode_info(&info)?;
+        family(&mut enc, "uptime", "Time since the node started.", Some(Unit::Seconds), Gauge, one(self.uptime_s))?;
+        family(&mut enc, "connected_clients", "Client connections open now.", None, Gauge, one(self.connected as f64))?;
+        let max = self.maxclients as f64;
+        family(&mut enc, "maxclients", "The maxclients limit.", None, Gauge, one(max))?;
+        for (name, help, kind, unit, value) in &self.node {
+            family(&mut enc, name, help, unit.clone(), *kind, one(*value))?;
+        }
+
+        let by_cmd = |f: &crate::stats::CommandFigures| vec![("command", Cow::Borrowed(f.name))];
+        let cmds = &self.commands;
+        family(
+            &mut enc,
+            "commands",
+            "Calls of each command that ran (INFO commandstats calls).",
+            None,
+            Counter,
+            cmds.iter().map(|f| (by_cmd(f), f.calls as f64)),
+        )?;
+        family(
+            &mut enc,
+            "command_duration",
+            "Time spent running each command; divide by prism_commands_total for the mean.",
+            Some(Unit::Seconds),
+            Counter,
+            cmds.iter().map(|f| (by_cmd(f), f.usec as f64 / 1e6)),
+        )?;
+        family(
+            &mut enc,
+            "commands_failed",
+            "Calls of each command that ran and answered an error.",
+            None,
+            Counter,
+            cmds.iter().map(|f| (by_cmd(f), f.failed as f64)),
+        )?;
+        family(
+            &mut enc,
+            "commands_rejected",
+            "Requests for each command refused before it ran (arity, auth, routing, OOM, ...).",
+            None,
+            Counter,
+            cmds.iter().map(|f| (by_cmd(f), f.rejected as f64)),
+        )?;
+        family(
+            &mut enc,
+            "errors",
+            "Error replies by kind: the error's first word (ERR, WRONGTYPE, MOVED, OOM, ...).",
+            None,
+            Counter,
+            self.errors.iter().map(|(kind, n)| (vec![("kind", Cow::Borrowed(kind.as_str()))], *n as f64)),
+        )?;
+
+        if let Some(r) = &self.raft {
+            let g = || vec![("group", Cow::Borrowed(r.group.as_str()))];
+            let gauge = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64| {
+                family(enc, name, help, None, Gauge, [(g(), v)])
+            };
+            gauge(&mut enc, "raft_term", "Current Raft term of the group (rises by one per election).", r.term as f64)?;
+            gauge(&mut enc, "raft_leader_id", "Raft id of the leader this member knows (0: none).", r.leader as f64)?;
+            gauge(&mut enc, "raft_is_leader", "1 while this member leads its group.", bool_f(r.is_leader))?;
+            gauge(&mut enc, "raft_ready", "1 while /readyz answers 200.", bool_f(r.ready))?;
+            gauge(&mut enc, "raft_last_log_index", "Index of this member's last log entry.", r.last_log as f64)?;
+            gauge(&mut enc, "raft_applied_index", "Index of the last entry applied to the engine.", r.applied as f64)?;
+            gauge(&mut enc, "raft_snapshot_index", "Last index covered by this member's snapshot.", r.snapshot as f64)?;
+            gauge(&mut enc, "raft_purged_index", "Last log index removed after a snapshot.", r.purged as f64)?;
+            if let Some(age) = r.quorum_ack_age_s {
+                family(
+                    &mut enc,
+                    "raft_quorum_ack_age",
+                    "Leader only: time since a majority last acknowledged it.",
+                    Some(Unit::Seconds),
+                    Gauge,
+                    [(g(), age)],
+                )?;
+            }
+            let per = |id: u64| {
+                let mut l = g();
+                l.push(("replica", Cow::Owned(id.to_string())));
+                l
+            };
+            family(
+                &mut enc,
+                "raft_replica_match_index",
+                "Leader only: last log index known to be on each other member.",
+                None,
+                Gauge,
+                r.replicas.iter().map(|(id, at, _)| (per(*id), *at as f64)),
+            )?;
+            family(
+                &mut enc,
+                "raft_replica_lag_entries",
+                "Leader only: log entries each other member still lacks.",
+                None,
+                Gauge,
+                r.replicas.iter().map(|(id, _, lag)| (per(*id), *lag as f64)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn bool_f(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}

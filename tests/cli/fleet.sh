@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Redis's own tools against a real fleet (issue 6): `prism cluster up` starts three shards
+# of three `prism` processes on a random free port range; then
+#   - redis-cli --cluster check passes,
+#   - redis-cli -c writes and reads keys in all three shards (and hash-tagged MSET/MGET),
+#   - redis-benchmark --cluster -t set,get completes with no errors,
+#   - after SIGKILL of one shard's leader, redis-cli -c still reads every key written
+#     before (a bounded retry loop while the shard elects a new leader),
+# and `prism cluster down` stops the fleet at the end, also on failure (trap).
+#
+# Every check runs even when an earlier one failed; the last line is
+# "cli-fleet: N passed, N failed" and the exit status is non-zero if anything failed.
+# Every client call is bounded by `timeout`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${PRISM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/prism}
+T=60 # seconds any one client call may take
+NODES=9
+
+for tool in redis-cli redis-benchmark python3; do
+    command -v "$tool" >/dev/null || { echo "cli-fleet: $tool is not installed" >&2; exit 2; }
+done
+[[ -x $BIN ]] || { echo "cli-fleet: $BIN does not exist: run cargo build --workspace first" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+DIR=
+cleanup() {
+    if [[ -n $DIR && -d $DIR ]]; then
+        local pids=()
+        for f in "$DIR"/node-*.pid; do [[ -f $f ]] && pids+=("$(<"$f")"); done
+        timeout 30 "$BIN" cluster down --dir "$DIR" >/dev/null 2>&1 || true
+        # Anything still a node of this fleet (pids get reused: check the command line).
+        for pid in "${pids[@]}"; do
+            if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR"; then
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+        done
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# True if the client ports base..base+8 and their peer ports (+10000) are all free.
+ports_free() {
+    python3 - "$1" "$NODES" <<'EOF'
+import socket, sys
+base, n = int(sys.argv[1]), int(sys.argv[2])
+held = []
+try:
+    for p in [*range(base, base + n), *range(base + 10000, base + 10000 + n)]:
+        s = socket.socket()
+        held.append(s)
+        s.bind(("127.0.0.1", p))
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+up() {
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        BASE=$((20000 + RANDOM % (20000 - NODES)))
+        ports_free "$BASE" || continue
+        DIR=$WORK/fleet-$attempt
+        if timeout 180 "$BIN" cluster up --shards 3 --replicas 2 --base-port "$BASE" --dir "$DIR" -- --threads 1 \
+            >"$WORK/up.out" 2>&1; then
+            return 0
+        fi
+        cat "$WORK/up.out" >&2
+        timeout 30 "$BIN" cluster down --dir "$DIR" >/dev/null 2>&1 || true
+    done
+    echo "cli-fleet: prism cluster up failed after $attempt attempts" >&2
+    exit 1
+}
+
+PASSED=0
+FAILED=0
+check() {
+    if [[ $2 == "$3" ]]; then
+        PASSED=$((PASSED + 1))
+        echo "ok   $1"
+    else
+        FAILED=$((FAILED + 1))
+        echo "FAIL $1"
+        echo "  expected: $(printf '%q' "$2")"
+        echo "  actual:   $(printf '%q' "$3")"
+    fi
+}
+check_match() {
+    if grep -Eq -- "$2" <<<"$3"; then
+        PASSED=$((PASSED + 1))
+        echo "ok   $1"
+    else
+        FAILED=$((FAILED + 1))
+        echo "FAIL $1: output does not match /$2/"
+        sed 's/^/  | /' <<<"$3"
+    fi
+}
+port() { echo $((BASE + $1 - 1)); }
+# redis-cli -c against node $1 (default: node 1).
+cli_at() {
+    local node=$1
+    shift
+    timeout "$T" redis-cli -p "$(port "$node")" "$@" 2>&1 || echo "(exit $?)"
+}
+cli() { cli_at 1 "$@"; }
+# The node of shard $1 whose INFO raft says role:leader (empty if none answers so).
+leader_of() {
+    local n
+    for n in $(seq $((($1 - 1) * 3 + 1)) $(($1 * 3))); do
+        if timeout 5 redis-cli -p "$(port "$n")" INFO raft 2>/dev/null | tr -d '\r' | grep -qx 'role:leader'; then
+            echo "$n"
+            return
+        fi
+    done
+}
+
+up
+echo "cli-fleet: 9 nodes on 127.0.0.1:$BASE-$((BASE + 8)) in $DIR"
+
+check_match "redis-cli --cluster check" '\[OK\] All 16384 slots covered' \
+    "$(timeout "$T" redis-cli --cluster check "127.0.0.1:$BASE" 2>&1 || echo "(exit $?)")"
+check_match "redis-cli --cluster check: 3 masters" '\[OK\] [0-9]+ keys in 3 masters' \
+    "$(timeout "$T" redis-cli --cluster check "127.0.0.1:$BASE" 2>&1 || echo "(exit $?)")"
+check "CLUSTER NODES: 3 masters, 6 replicas" "3 6" \
+    "$(cli CLUSTER NODES | awk '$3 ~ /master/ {m++} $3 ~ /slave/ {s++} END {print m+0, s+0}')"
+
+# 60 keys over the whole slot range; their shards come from CLUSTER KEYSLOT.
+keys=()
+for i in $(seq 1 60); do keys+=("fleet:key:$i"); done
+shards=
+set_out=
+for k in "${keys[@]}"; do
+    slot=$(cli CLUSTER KEYSLOT "$k")
+    shards+="$((slot <= 5460 ? 1 : slot <= 10922 ? 2 : 3))"$'\n'
+    set_out+="$(cli -c SET "$k" "v-$k") "
+done
+check "keys fall in all 3 shards" "1 2 3" "$(sort -u <<<"$shards" | grep . | tr '\n' ' ' | sed 's/ $//')"
+check "redis-cli -c SET in all shards" "$(printf 'OK %.0s' "${keys[@]}")" "$set_out"
+# Read each key through a node of another shard, so every GET follows a -MOVED.
+get_out=
+for k in "${keys[@]}"; do get_out+="$(cli_at 5 -c GET "$k") "; done
+check "redis-cli -c GET in all shards" "$(printf 'v-%s ' "${keys[@]}")" "$get_out"
+check "redis-cli -c MSET/MGET with a hash tag" "OK a b c" \
+    "$(cli -c MSET '{fleet:t}:a' a '{fleet:t}:b' b '{fleet:t}:c' c) $(cli -c MGET '{fleet:t}:a' '{fleet:t}:b' '{fleet:t}:c' | tr '\n' ' ' | sed 's/ $//')"
+check_match "MGET across shards answers CROSSSLOT" '^CROSSSLOT ' "$(cli MGET fleet:key:1 fleet:key:2 fleet:key:3 fleet:key:4)"
+
+bench=$(timeout 300 redis-benchmark --cluster -p "$BASE" -t set,get -n 20000 -q 2>&1 || echo "(exit $?)")
+bench=$(tr '\r' '\n' <<<"$bench")
+check_match "redis-benchmark --cluster sees 3 masters" '^Cluster has 3 master nodes' "$bench"
+check_match "redis-benchmark --cluster SET" '^SET: [0-9.]+ requests per second' "$bench"
+check_match "redis-benchmark --cluster GET" '^GET: [0-9.]+ requests per second' "$bench"
+check "redis-benchmark --cluster reports no errors" "" "$(grep -Ei 'error|exit [0-9]' <<<"$bench" || true)"
+grep -E '^(SET|GET): [0-9.]+ requests' <<<"$bench" | sed 's/^/     /'
+
+# SIGKILL the leader of shard 2; node 1 (shard 1) is the entry point throughout.
+victim=$(leader_of 2)
+check_match "shard 2 has a leader" '^[4-6]$' "$victim"
+if [[ -n $victim ]]; then
+    kill -KILL "$(<"$DIR/node-$victim.pid")"
+    echo "     killed node $victim (leader of shard 2)"
+    # Every key written before: read until it answers, at most 30 tries of 0.5 s per key
+    # (the first keys of shard 2 wait for the election; the rest answer at once).
+    wrong=
+    for k in "${keys[@]}"; do
+        got=
+        for _ in $(seq 1 30); do
+            got=$(timeout 10 redis-cli -p "$BASE" -c GET "$k" 2>&1 || true)
+            [[ $got == "v-$k" ]] && break
+            # Only a refused connection or a -MOVED/-TRYAGAIN/-CLUSTERDOWN to a dead
+            # node may be retried; any other answer is wrong at once.
+            grep -Eq '^(Could not connect|Error: |MOVED|TRYAGAIN|CLUSTERDOWN|$)' <<<"$got" || break
+            sleep 0.5
+        done
+        [[ $got == "v-$k" ]] || wrong+="$k=$(printf '%q' "$got") "
+    done
+    check "redis-cli -c reads every key after the leader SIGKILL" "" "$wrong"
+    new=$(leader_of 2)
+    check_match "shard 2 elected a new leader" "^[4-6]$" "$new"
+    check "the new leader is another node" "yes" "$([[ -n $new && $new != "$victim" ]] && echo yes || echo "no: $new")"
+    check "redis-cli -c SET into shard 2 after the failover" "OK" "$(cli -c SET fleet:key:3 again)"
+    check "redis-cli -c GET it back" "again" "$(cli_at 9 -c GET fleet:key:3)"
+fi
+
+status=$(timeout "$T" "$BIN" cluster status --dir "$DIR" 2>&1 || echo "(exit $?)")
+check "prism cluster status: 3 shards with a leader" "3" \
+    "$(awk 'NR > 1 && $3 ~ /^[0-9]+$/ {n++} END {print n+0}' <<<"$status")"
+
+timeout 30 "$BIN" cluster down --dir "$DIR" >"$WORK/down.out" 2>&1 || true
+check_match "prism cluster down" '^stopped [0-9]+ nodes' "$(cat "$WORK/down.out")"
+left=
+for f in "$DIR"/node-*.log; do
+    n=${f##*/node-}
+    n=${n%.log}
+    timeout 2 redis-cli -p "$(port "$n")" PING >/dev/null 2>&1 && left+="$n "
+done
+check "no node answers after cluster down" "" "$left"
+DIR=
+
+echo "cli-fleet: $PASSED passed, $FAILED failed"
+((FAILED == 0))
