@@ -111,6 +111,18 @@ pub fn shard_slots(s: usize, shards: usize) -> (u16, u16) {
     (first, last)
 }
 
+/// A group of three with a slow heartbeat (500 ms) and `extra` flags, and the index of
+/// its leader: tests that assume the leader they found stays leader use it, so a loaded CI
+/// machine does not trigger spurious elections.
+pub fn start_steady_group(extra: &[&str], leader_timeout: Duration) -> (Fleet, usize) {
+    let mut extra_args: Vec<String> = vec!["--raft-heartbeat-ms".into(), "500".into()];
+    extra_args.extend(extra.iter().map(|a| a.to_string()));
+    let opts = FleetOptions { extra_args, ..Default::default() };
+    let fleet = Fleet::start(&opts).expect("fleet starts");
+    let leader = fleet.wait_for_leader(None, leader_timeout).expect("a leader is elected");
+    (fleet, leader)
+}
+
 impl Fleet {
     /// Starts every node and waits until each answers PING (not until a leader exists: see
     /// [`Fleet::wait_for_leader`]). Retries with fresh ports if one was taken meanwhile.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prism_tests::fleet::{Fleet, FleetOptions};
+use prism_tests::fleet::{start_steady_group, Fleet, FleetOptions};
 use prism_tests::{bulk, encode, RawClient};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,14 +19,7 @@ fn start() -> (Fleet, usize) {
 }
 
 fn start_with(extra: &[&str]) -> (Fleet, usize) {
-    // A slower heartbeat than the default: these tests assume the leader they found stays
-    // leader, and a loaded CI machine must not trigger spurious elections.
-    let mut extra_args: Vec<String> = vec!["--raft-heartbeat-ms".into(), "500".into()];
-    extra_args.extend(extra.iter().map(|a| a.to_string()));
-    let opts = FleetOptions { extra_args, ..Default::default() };
-    let fleet = Fleet::start(&opts).expect("fleet starts");
-    let leader = fleet.wait_for_leader(None, LEADER_TIMEOUT).expect("a leader is elected");
-    (fleet, leader)
+    start_steady_group(extra, LEADER_TIMEOUT)
 }
 
 async fn client(fleet: &Fleet, i: usize) -> RawClient {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use prism_tests::fleet::{Fleet, FleetOptions};
+use prism_tests::fleet::{start_steady_group, Fleet};
 use prism_tests::redis_server::RealRedis;
 use prism_tests::{bulk, RawClient, TestNode};
 
@@ -13,13 +13,7 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const NULL_ARRAY: &str = "*-1\r\n";
 
 fn start_with(extra: &[&str]) -> (Fleet, usize) {
-    // A slow heartbeat: these tests assume the leader they found stays leader.
-    let mut extra_args: Vec<String> = vec!["--raft-heartbeat-ms".into(), "500".into()];
-    extra_args.extend(extra.iter().map(|a| a.to_string()));
-    let opts = FleetOptions { extra_args, ..Default::default() };
-    let fleet = Fleet::start(&opts).expect("fleet starts");
-    let leader = fleet.wait_for_leader(None, LEADER_TIMEOUT).expect("a leader is elected");
-    (fleet, leader)
+    start_steady_group(extra, LEADER_TIMEOUT)
 }
 
 async fn client(fleet: &Fleet, i: usize) -> RawClient {
