@@ -70,13 +70,16 @@ class Fleet {
     assert.ok(fs.existsSync(BIN), `${BIN} does not exist: run cargo build --workspace first`);
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), "prism-node-fleet-"));
     const errors = [];
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < 50 && errors.length < 5; attempt++) {
       const base = 20000 + Math.floor(Math.random() * (20000 - NODES));
       let free = true;
       for (let i = 0; i < NODES && free; i++) {
         free = (await portFree(base + i)) && (await portFree(base + 10000 + i));
       }
-      if (!free) continue;
+      if (!free) {
+        if (attempt === 49) errors.push(`no free port range found in 50 tries (last base ${base})`);
+        continue;
+      }
       this.base = base;
       this.dir = path.join(this.root, `fleet-${attempt}`);
       const up = this.cli(["up", "--shards", `${SHARDS}`, "--replicas", `${REPLICAS}`, "--base-port", `${base}`]);
