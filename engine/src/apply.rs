@@ -284,6 +284,8 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
         // The keyspace checks the guard (it reads slot versions) before the write runs and
         // applies the items itself; a guarded write only ever comes at the top level.
         Op::Guarded(g) => Output::Array(g.ops.iter().map(|op| apply_op(set, op, now)).collect()),
+        // The keyspace applies a shard op itself; one never comes inside a transaction.
+        Op::Shard(_) => Output::Err(OpError::NotReplicated),
         Op::Copy { src, dst, replace } => crate::dump::apply_copy(set, src, dst, *replace, now),
         Op::Restore { key, payload, expire_at, replace } => {
             crate::dump::apply_restore(set, key, payload, *expire_at, *replace, now)

@@ -43,6 +43,7 @@ use smallvec::SmallVec;
 use crate::apply;
 use crate::compact::{self, CompactBytes};
 use crate::op::{Op, Output, Write};
+use crate::shard_meta::{Serving, ShardMeta, ShardOp, ShardOpResult};
 use crate::slot::{Slot, SLOT_COUNT};
 use crate::value::{reserve_one, FastHasher, Value, ENTRY_OVERHEAD};
 
@@ -247,6 +248,8 @@ pub struct Keyspace {
     /// Per-slot write versions (module header). Changed only under the slot's write lock.
     versions: Box<[AtomicU64]>,
     snapshotting: snapshot::Snapshotting,
+    /// Slot ownership in a fleet (replicated beside the keys, carried by snapshots).
+    pub meta: ShardMeta,
 }
 
 impl Default for Keyspace {
@@ -263,6 +266,7 @@ impl Keyspace {
             keys: AtomicI64::new(0),
             versions: (0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect(),
             snapshotting: snapshot::Snapshotting::default(),
+            meta: ShardMeta::default(),
         }
     }
 
@@ -329,6 +333,7 @@ impl Keyspace {
         }
         self.mem.store(other.mem.load(Ordering::Relaxed), Ordering::Relaxed);
         self.keys.store(other.keys.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.meta.take_claims(&other.meta);
     }
 
     /// Approximate bytes held by all entries.
@@ -414,7 +419,7 @@ impl Keyspace {
         let held = Held::new(self, tables);
         let out = {
             let _registered = Registration::new(&held);
-            self.run(&held, w, hooks)
+            self.run(&held, &named, w, hooks)
         };
         for &(_, p) in held.tables() {
             // SAFETY: still held (by this write's guards or an outer write's).
@@ -436,9 +441,31 @@ impl Keyspace {
         out
     }
 
-    fn run(&self, held: &Held, w: &Write, hooks: &mut dyn WriteHooks) -> Option<Output> {
+    fn run(&self, held: &Held, named: &[u16], w: &Write, hooks: &mut dyn WriteHooks) -> Option<Output> {
         if !hooks.begin() {
             return None;
+        }
+        if let Op::Shard(ShardOp::MoveOut { slot, keys }) = &w.op {
+            return Some(self.move_out(held, *slot, keys, w.now_ms));
+        }
+        if let Op::Shard(op) = &w.op {
+            return Some(match self.meta.apply(op) {
+                ShardOpResult::Done => Output::Ok,
+                ShardOpResult::Refused(slot) => Output::Err(crate::OpError::SlotNotServed(slot)),
+            });
+        }
+        // A fleet shard applies writes only to slots it serves (shard_meta invariants):
+        // the same verdict on every member, from replicated state only.
+        // In a migrating slot, only a write guarded on that slot's version applies.
+        // Purging expired keys is always allowed: they are invisible already, and a
+        // migrating slot must be able to empty.
+        let guarded = |s: u16| match &w.op {
+            Op::Guarded(g) => g.versions.iter().any(|&(gs, _)| gs == s),
+            Op::PurgeExpired { .. } => true,
+            _ => false,
+        };
+        if let Some(&slot) = named.iter().find(|&&s| !self.meta.accepts_write(s, guarded(s))) {
+            return Some(Output::Err(crate::OpError::SlotNotServed(slot)));
         }
         // EXEC's WATCH on a replicated shard: every member checks the same guard against
         // the versions from before this write (op.rs `Guarded`).
@@ -494,6 +521,24 @@ impl Keyspace {
         } else {
             op.for_each_key(|k| sync(Slot::of_key(k).get()));
         }
+    }
+
+    /// `ShardOp::MoveOut`: takes the live `keys` of migrating `slot` out of its table into
+    /// the slot's outgoing batch (shard_meta). Refused when the slot is not migrating.
+    fn move_out(&self, held: &Held, slot: u16, keys: &[Bytes], now_ms: u64) -> Output {
+        if !matches!(self.meta.serving(slot), Serving::Migrating(_)) {
+            return Output::Err(crate::OpError::SlotNotServed(slot));
+        }
+        let mut set = WriteSet { held };
+        let mut taken = Vec::new();
+        for k in keys.iter().filter(|k| Slot::of_key(k).get() == slot) {
+            if let Some(e) = set.table(k).take(k, now_ms) {
+                taken.push((k.clone(), e.expire_at, Bytes::from(crate::dump::encode(&e.value))));
+            }
+        }
+        let n = taken.len() as i64;
+        self.meta.add_outgoing(slot, taken);
+        Output::Int(n)
     }
 
     /// FLUSHALL alone: slot by slot, never holding more than one lock.

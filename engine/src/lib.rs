@@ -16,6 +16,7 @@ pub mod list;
 pub mod num;
 pub mod op;
 pub mod set;
+pub mod shard_meta;
 pub mod slot;
 pub mod sort;
 pub mod tier;

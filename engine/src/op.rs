@@ -195,6 +195,9 @@ pub enum Op {
     /// each item's output as `Multi`, or nothing at all (the write is refused: the
     /// keyspace's apply answers `None`, EXEC a null array) when its WATCH guard fails.
     Guarded(Box<Guarded>),
+    /// A change to the shard's slot ownership ([`crate::shard_meta`]) -> `Ok`, or
+    /// [`OpError::SlotNotServed`] naming the slot it refused (nothing changed).
+    Shard(crate::shard_meta::ShardOp),
 }
 
 /// A replicated transaction: its items, the WATCH guard every member checks before any
@@ -277,6 +280,7 @@ impl Op {
             | Op::HIncrBy { key, .. }
             | Op::HIncrByFloat { key, .. } => f(key),
             Op::FlushAll => {}
+            Op::Shard(op) => op.for_each_key(f),
             Op::Sets(op) => op.for_each_key(&mut f),
             Op::SortedSets(op) => op.for_each_key(&mut f),
             Op::Lists(op) => op.for_each_key(&mut f),
@@ -344,4 +348,9 @@ pub enum OpError {
     /// SORT of a value (or BY weight) that is not a number, without ALPHA.
     #[error("ERR One or more scores can't be converted into double")]
     NotDouble,
+    /// A write to a slot this shard no longer (or not yet) serves, or only takes guarded
+    /// writes for while migrating it (`shard_meta` invariants); the client retries and is
+    /// redirected. The slot is in the error so the server can name the new owner.
+    #[error("TRYAGAIN slot {0} is moving between shards; retry")]
+    SlotNotServed(u16),
 }

@@ -3,11 +3,24 @@
 //! TCP connection per ordered pair of nodes.
 //!
 //! Wire format: each frame is a little-endian u32 length followed by that many bytes of
-//! bincode. A connection opens with a [`Hello`] from the dialer naming itself and the node
-//! it means to reach; the listener answers with its own hello or closes. (The security
-//! issue extends this handshake with the cluster secret.) After it, the dialer sends
+//! bincode. A connection opens with the handshake (below); after it, the dialer sends
 //! [`Frame::Request`]s tagged with an id and a group; the listener answers each with a
 //! [`Frame::Response`] of the same id, in any order.
+//!
+//! Handshake (version 2), a challenge-response on the cluster secret ([`PeerAuth`]) so
+//! that the secret never crosses the wire and each side proves it holds it:
+//! ```text
+//! dialer   -> listener : Hello{from: D, to: L}, Challenge{nonce_d}
+//! listener -> dialer   : Hello{from: L, to: D}, Challenge{nonce_l, proof: mac("listener", nonce_d, L, D)}
+//! dialer   -> listener : Proof{mac("dialer", nonce_l, D, L)}
+//! listener -> dialer   : Verdict{accepted}
+//! ```
+//! `mac` is HMAC-SHA256 keyed by the secret; the role label keeps a proof from being
+//! reflected back as the other side's, and the fresh nonces keep it from being replayed.
+//! A node without a secret sends no proofs and accepts only peers that send none; a
+//! node with one refuses any peer that does not prove it (an old version-1 hello
+//! included). Every refusal is logged with the remote address and counted
+//! ([`PeerAuth::failures`], `prism_peer_auth_failures_total`).
 //!
 //! Invariants:
 //! - Bounded: a frame over [`MAX_FRAME`] closes the connection; every call has a deadline
@@ -37,16 +50,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::election::{Elections, TransferError};
-use crate::types::{GroupId, NodeId, NodeStatus, PeerNode, TypeConfig};
+use crate::types::{GraphRequest, GraphResponse, GroupId, NodeId, NodeStatus, PeerNode, TypeConfig};
 
 /// Largest frame accepted: an append of many large values, or a snapshot chunk.
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 /// Frames queued for one connection's writer before callers wait.
 const QUEUE: usize = 1024;
 const MAGIC: [u8; 8] = *b"PRSMPEER";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// How long a dial may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a listener gives a dialer to complete the handshake: a connection that
+/// says nothing holds a task only this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest handshake frame: they are a few dozen bytes.
+const MAX_HANDSHAKE_FRAME: usize = 1024;
 
 /// The first frame in each direction.
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +76,109 @@ pub struct Hello {
     /// The node the dialer means to reach (checked by the listener: a misrouted link is
     /// refused rather than joining the wrong node's groups).
     pub to: NodeId,
+}
+
+/// The second handshake frame in each direction: a fresh nonce for the other side to
+/// prove itself on, and (listener only) the listener's own proof on the dialer's nonce.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Challenge {
+    pub nonce: [u8; 32],
+    pub proof: Option<[u8; 32]>,
+}
+
+/// The dialer's proof on the listener's nonce (`None` from a node without a secret).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Proof {
+    pub mac: Option<[u8; 32]>,
+}
+
+/// The listener's last handshake frame: whether it accepted the dialer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Verdict {
+    pub accepted: bool,
+}
+
+/// The cluster secret (`cluster-secret-file`) a node proves itself with, and the count of
+/// peer handshakes it refused. Clones share the count.
+#[derive(Clone, Default)]
+pub struct PeerAuth {
+    key: Option<Arc<ring::hmac::Key>>,
+    failures: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("PeerAuth").field("secret", &self.key.is_some()).finish()
+    }
+}
+
+impl PeerAuth {
+    /// `None`: peers authenticate with nothing (and so must every peer).
+    pub fn new(secret: Option<&[u8]>) -> PeerAuth {
+        PeerAuth {
+            key: secret.map(|s| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s))),
+            failures: Arc::default(),
+        }
+    }
+
+    pub fn has_secret(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Peer handshakes refused so far (either side: a dialer that failed this node's
+    /// challenge, or a listener that could not prove itself to this node).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// What a proof signs: the prover's role, the verifier's nonce, prover, verifier.
+    fn message(role: &[u8], nonce: &[u8; 32], from: NodeId, to: NodeId) -> Vec<u8> {
+        [role, nonce, &from.to_le_bytes(), &to.to_le_bytes()].concat()
+    }
+
+    fn mac(&self, role: &[u8], nonce: &[u8; 32], from: NodeId, to: NodeId) -> Option<[u8; 32]> {
+        let key = self.key.as_ref()?;
+        let tag = ring::hmac::sign(key, &Self::message(role, nonce, from, to));
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        Some(out)
+    }
+
+    /// Checks a peer's proof in constant time. Without a secret, only "no proof" passes:
+    /// a peer that holds a secret this node lacks is misconfigured, not trusted.
+    fn verify(&self, role: &[u8], nonce: &[u8; 32], from: NodeId, to: NodeId, proof: Option<&[u8; 32]>) -> bool {
+        match (&self.key, proof) {
+            (None, None) => true,
+            (Some(key), Some(got)) => ring::hmac::verify(key, &Self::message(role, nonce, from, to), got).is_ok(),
+            _ => false,
+        }
+    }
+
+    fn refused(&self, remote: &str, why: &str) -> io::Error {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = %remote, "peer authentication failed: {why}");
+        io::Error::new(io::ErrorKind::PermissionDenied, format!("peer {remote}: {why}"))
+    }
+}
+
+fn nonce() -> io::Result<[u8; 32]> {
+    use ring::rand::SecureRandom;
+    let mut n = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut n).map_err(|_| io::Error::other("no system randomness"))?;
+    Ok(n)
+}
+
+async fn read_small<T: for<'de> Deserialize<'de>, R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_HANDSHAKE_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("handshake frame of {len} bytes")));
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).await?;
+    decode(&buf)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +201,9 @@ pub enum Request {
     Transfer {
         to: NodeId,
     },
+    /// A cross-shard graph request (traversal hop, outbox delivery), answered by the
+    /// node's graph hook ([`Groups::on_graph`]) with [`Response::Graph`].
+    Graph(GraphRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,6 +218,7 @@ pub enum Response {
     Campaign(Result<(), String>),
     /// Who leads after the transfer.
     Transfer(Result<NodeId, TransferError>),
+    Graph(GraphResponse),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,15 +255,34 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
 /// Where a node's listener hands the statuses other nodes send it.
 pub type StatusSink = Arc<dyn Fn(NodeStatus) + Send + Sync>;
 
+/// Where a node's listener hands cross-shard graph requests (group, request).
+pub type GraphHandler = Arc<dyn Fn(GroupId, GraphRequest) -> GraphFuture + Send + Sync>;
+/// The answer a [`GraphHandler`] works out.
+pub type GraphFuture = std::pin::Pin<Box<dyn std::future::Future<Output = GraphResponse> + Send>>;
+
 /// The groups a node hosts, as the listener finds them, and its status sink.
 #[derive(Default, Clone)]
 pub struct Groups {
     inner: Arc<RwLock<HashMap<GroupId, Raft<TypeConfig>>>>,
     status: Arc<RwLock<Option<StatusSink>>>,
     elections: Arc<RwLock<HashMap<GroupId, Arc<Elections>>>>,
+    graph: Arc<RwLock<Option<GraphHandler>>>,
+    /// What the listener challenges dialers with.
+    auth: PeerAuth,
 }
 
 impl Groups {
+    /// Graph requests received from now on go to `handler` (none set: refused).
+    pub fn on_graph(&self, handler: GraphHandler) {
+        *self.graph.write() = Some(handler);
+    }
+
+    /// The same groups, with dialers challenged on `auth`'s secret.
+    pub fn with_auth(mut self, auth: PeerAuth) -> Groups {
+        self.auth = auth;
+        self
+    }
+
     /// Statuses received from now on go to `sink` (none set: they are dropped).
     pub fn on_status(&self, sink: StatusSink) {
         *self.status.write() = Some(sink);
@@ -181,26 +325,63 @@ pub async fn serve(listener: TcpListener, me: NodeId, groups: Groups) {
         let _ = stream.set_nodelay(true);
         let groups = groups.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(stream, me, groups).await {
+            if let Err(e) = serve_conn(stream, me, groups, addr.to_string()).await {
                 tracing::debug!(peer = %addr, "peer connection closed: {e}");
             }
         });
     }
 }
 
-async fn serve_conn(stream: TcpStream, me: NodeId, groups: Groups) -> io::Result<()> {
+/// The listener's side of the handshake (see the module doc); a dialer that does not
+/// complete it within [`HANDSHAKE_TIMEOUT`] is refused like one that fails it.
+async fn accept_handshake<R, W>(r: &mut R, w: &mut W, me: NodeId, auth: &PeerAuth, remote: &str) -> io::Result<()>
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let exchange = async {
+        let hello: Hello = read_small(r).await.map_err(|e| auth.refused(remote, &format!("bad hello: {e}")))?;
+        if hello.magic != MAGIC || hello.version != VERSION {
+            let why = format!("hello of protocol version {} (this node speaks {VERSION})", hello.version);
+            return Err(auth.refused(remote, &why));
+        }
+        if hello.to != me {
+            let why = format!("hello from node {} meant for node {}, this is node {me}", hello.from, hello.to);
+            return Err(auth.refused(remote, &why));
+        }
+        let theirs: Challenge = read_small(r).await.map_err(|e| auth.refused(remote, &format!("no challenge: {e}")))?;
+        let mine = nonce()?;
+        let proof = auth.mac(b"listener", &theirs.nonce, me, hello.from);
+        write_frame(w, &encode(&Hello { magic: MAGIC, version: VERSION, from: me, to: hello.from })?).await?;
+        write_frame(w, &encode(&Challenge { nonce: mine, proof })?).await?;
+        w.flush().await?;
+        let answer: Proof = read_small(r)
+            .await
+            .map_err(|e| auth.refused(remote, &format!("node {} sent no proof: {e}", hello.from)))?;
+        let accepted = auth.verify(b"dialer", &mine, hello.from, me, answer.mac.as_ref());
+        write_frame(w, &encode(&Verdict { accepted })?).await?;
+        w.flush().await?;
+        if !accepted {
+            let why = match (auth.has_secret(), answer.mac.is_some()) {
+                (true, true) => "wrong cluster secret",
+                (true, false) => "no cluster secret",
+                _ => "it has a cluster secret and this node has none",
+            };
+            return Err(auth.refused(remote, &format!("node {}: {why}", hello.from)));
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(auth.refused(remote, "handshake timed out")),
+    }
+}
+
+async fn serve_conn(stream: TcpStream, me: NodeId, groups: Groups, remote: String) -> io::Result<()> {
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);
-    let hello: Hello = decode(&read_frame(&mut r).await?)?;
-    if hello.magic != MAGIC || hello.version != VERSION || hello.to != me {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("refused peer hello from node {} meant for node {}", hello.from, hello.to),
-        ));
-    }
-    write_frame(&mut w, &encode(&Hello { magic: MAGIC, version: VERSION, from: me, to: hello.from })?).await?;
-    w.flush().await?;
+    accept_handshake(&mut r, &mut w, me, &groups.auth, &remote).await?;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
@@ -228,6 +409,13 @@ async fn serve_conn(stream: TcpStream, me: NodeId, groups: Groups) -> io::Result
                 (Request::Status(status), _) => {
                     groups.noted(status);
                     Response::Noted
+                }
+                (Request::Graph(req), _) => {
+                    let handler = groups.graph.read().clone();
+                    Response::Graph(match handler {
+                        Some(h) => h(group, req).await,
+                        None => GraphResponse::Refused(format!("TRYAGAIN node {me} does not serve graph requests yet")),
+                    })
                 }
                 (Request::Campaign { not_before_ms, window_ms, log_at_least }, _) => {
                     Response::Campaign(match groups.elections(group) {
@@ -298,6 +486,7 @@ pub struct PeerLink {
     addr: String,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     next_id: AtomicU64,
+    auth: PeerAuth,
 }
 
 impl PeerLink {
@@ -321,18 +510,9 @@ impl PeerLink {
         let (r, w) = stream.into_split();
         let mut r = BufReader::new(r);
         let mut w = BufWriter::new(w);
-        write_frame(&mut w, &encode(&Hello { magic: MAGIC, version: VERSION, from: self.me, to: self.target })?)
-            .await?;
-        w.flush().await?;
-        let hello: Hello = tokio::time::timeout(CONNECT_TIMEOUT, async { decode(&read_frame(&mut r).await?) })
+        tokio::time::timeout(CONNECT_TIMEOUT, self.handshake(&mut r, &mut w))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer hello"))??;
-        if hello.magic != MAGIC || hello.from != self.target {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} answered as node {}, expected node {}", self.addr, hello.from, self.target),
-            ));
-        }
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("peer handshake with {}", self.addr)))??;
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
@@ -363,6 +543,48 @@ impl PeerLink {
             let _ = w.shutdown().await;
         });
         Ok(Conn { tx, pending, alive })
+    }
+
+    /// The dialer's side of the handshake (see the module doc).
+    async fn handshake<R, W>(&self, r: &mut R, w: &mut W) -> io::Result<()>
+    where
+        R: AsyncReadExt + Unpin,
+        W: AsyncWriteExt + Unpin,
+    {
+        let mine = nonce()?;
+        write_frame(w, &encode(&Hello { magic: MAGIC, version: VERSION, from: self.me, to: self.target })?).await?;
+        write_frame(w, &encode(&Challenge { nonce: mine, proof: None })?).await?;
+        w.flush().await?;
+        let hello: Hello = read_small(r).await?;
+        if hello.magic != MAGIC || hello.version != VERSION || hello.from != self.target {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} answered as node {} (protocol {}), expected node {} (protocol {VERSION})",
+                    self.addr, hello.from, hello.version, self.target
+                ),
+            ));
+        }
+        let theirs: Challenge = read_small(r).await?;
+        if !self.auth.verify(b"listener", &mine, self.target, self.me, theirs.proof.as_ref()) {
+            let why = match (self.auth.has_secret(), theirs.proof.is_some()) {
+                (true, true) => "node answered with the wrong cluster secret",
+                (true, false) => "node has no cluster secret",
+                _ => "node has a cluster secret and this node has none",
+            };
+            return Err(self.auth.refused(&self.addr, &format!("node {}: {why}", self.target)));
+        }
+        let mac = self.auth.mac(b"dialer", &theirs.nonce, self.me, self.target);
+        write_frame(w, &encode(&Proof { mac })?).await?;
+        w.flush().await?;
+        let verdict: Verdict = read_small(r).await?;
+        if !verdict.accepted {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("node {} at {} refused this node's cluster secret", self.target, self.addr),
+            ));
+        }
+        Ok(())
     }
 
     /// Sends one request and waits for its answer, at most `ttl`.
@@ -410,11 +632,18 @@ pub struct PeerNetwork {
     me: NodeId,
     addrs: Arc<RwLock<HashMap<NodeId, String>>>,
     links: Arc<Mutex<HashMap<NodeId, Arc<PeerLink>>>>,
+    auth: PeerAuth,
 }
 
 impl PeerNetwork {
     pub fn new(me: NodeId, addrs: HashMap<NodeId, String>) -> PeerNetwork {
-        PeerNetwork { me, addrs: Arc::new(RwLock::new(addrs)), links: Arc::default() }
+        PeerNetwork { me, addrs: Arc::new(RwLock::new(addrs)), links: Arc::default(), auth: PeerAuth::default() }
+    }
+
+    /// The same network, proving itself to peers with `auth`'s secret.
+    pub fn with_auth(mut self, auth: PeerAuth) -> PeerNetwork {
+        self.auth = auth;
+        self
     }
 
     fn link(&self, target: NodeId, fallback: &PeerNode) -> Arc<PeerLink> {
@@ -429,6 +658,7 @@ impl PeerNetwork {
                     addr,
                     conn: tokio::sync::Mutex::new(None),
                     next_id: AtomicU64::new(1),
+                    auth: self.auth.clone(),
                 });
                 links.insert(target, link.clone());
                 link
@@ -447,6 +677,25 @@ impl PeerNetwork {
             Ok(Response::Noted) => Ok(()),
             Ok(_) => Err(io::Error::other("mismatched peer response")),
             Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(e),
+        }
+    }
+
+    /// Sends a cross-shard graph request to node `target` of group `group` (addressed by
+    /// this node's configuration, else by `node`) and waits at most `ttl`. A transport
+    /// failure is an error text, never a partial answer.
+    pub async fn graph(
+        &self,
+        group: GroupId,
+        target: NodeId,
+        node: &PeerNode,
+        req: GraphRequest,
+        ttl: Duration,
+    ) -> Result<GraphResponse, String> {
+        match self.link(target, node).call(group, Request::Graph(req), ttl).await {
+            Ok(Response::Graph(r)) => Ok(r),
+            Ok(Response::NoGroup(g)) => Err(format!("node {target} hosts no group {g}")),
+            Ok(_) => Err("mismatched peer response".into()),
+            Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(e.to_string()),
         }
     }
 
@@ -583,5 +832,86 @@ impl RaftNetwork<TypeConfig> for GroupClient {
             Response::NoGroup(g) => Err(self.no_group(g)),
             _ => Err(self.unexpected()),
         }
+    }
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::*;
+
+    fn link(me: NodeId, target: NodeId, auth: PeerAuth) -> PeerLink {
+        PeerLink {
+            me,
+            target,
+            addr: format!("node-{target}"),
+            conn: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            auth,
+        }
+    }
+
+    /// Runs both sides of the handshake over an in-memory pipe: (dialer, listener).
+    async fn shake(dialer: PeerAuth, listener: PeerAuth) -> (io::Result<()>, io::Result<()>) {
+        let (d, l) = tokio::io::duplex(4096);
+        let (mut dr, mut dw) = tokio::io::split(d);
+        let (mut lr, mut lw) = tokio::io::split(l);
+        let link = link(1, 2, dialer);
+        let dial = async move {
+            let r = link.handshake(&mut dr, &mut dw).await;
+            // A refusing dialer hangs up, as the real one does by dropping the stream.
+            drop((dr, dw));
+            r
+        };
+        let listen = accept_handshake(&mut lr, &mut lw, 2, &listener, "test");
+        tokio::join!(dial, listen)
+    }
+
+    #[tokio::test]
+    async fn same_secret_passes_both_ways() {
+        let (d, l) = (PeerAuth::new(Some(b"s3cret")), PeerAuth::new(Some(b"s3cret")));
+        let (dr, lr) = shake(d.clone(), l.clone()).await;
+        assert!(dr.is_ok() && lr.is_ok(), "{dr:?} {lr:?}");
+        assert_eq!((d.failures(), l.failures()), (0, 0));
+        let (dr, lr) = shake(PeerAuth::new(None), PeerAuth::new(None)).await;
+        assert!(dr.is_ok() && lr.is_ok(), "no secret on either side: {dr:?} {lr:?}");
+    }
+
+    #[tokio::test]
+    async fn another_secret_is_refused_and_counted() {
+        let (d, l) = (PeerAuth::new(Some(b"intruder")), PeerAuth::new(Some(b"s3cret")));
+        let (dr, lr) = shake(d.clone(), l.clone()).await;
+        assert_eq!(dr.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert!(lr.is_err());
+        assert_eq!((d.failures(), l.failures()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_the_secret_is_refused() {
+        let l = PeerAuth::new(Some(b"s3cret"));
+        let (dr, lr) = shake(PeerAuth::new(None), l.clone()).await;
+        assert!(dr.is_err() && lr.is_err());
+        assert_eq!(l.failures(), 1);
+        // ... and a node with a secret does not trust a listener without one.
+        let d = PeerAuth::new(Some(b"s3cret"));
+        let (dr, lr) = shake(d.clone(), PeerAuth::new(None)).await;
+        assert!(dr.is_err() && lr.is_err());
+        assert_eq!(d.failures(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_hello_is_refused() {
+        let l = PeerAuth::new(Some(b"s3cret"));
+        let (d, lside) = tokio::io::duplex(4096);
+        let (mut dr, mut dw) = tokio::io::split(d);
+        let (mut lr, mut lw) = tokio::io::split(lside);
+        let old = Hello { magic: MAGIC, version: 1, from: 1, to: 2 };
+        write_frame(&mut dw, &encode(&old).unwrap()).await.unwrap();
+        let r = accept_handshake(&mut lr, &mut lw, 2, &l, "test").await;
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(l.failures(), 1);
+        drop((lr, lw));
+        let mut rest = Vec::new();
+        dr.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the listener says nothing to an old hello");
     }
 }

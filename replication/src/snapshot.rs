@@ -3,8 +3,9 @@
 //!
 //! Layout (integers big-endian):
 //! ```text
-//! magic "PRSMSNAP" | version u32 (2)
-//! versions         : count u32 | (slot u16 | version u64)*count    (v2 only)
+//! magic "PRSMSNAP" | version u32 (3)
+//! versions         : count u32 | (slot u16 | version u64)*count    (v2, v3)
+//! shard metadata   : len u32 | bincode of ShardMetaImage            (v3)
 //! record*          : key_len u64 | key | expire_at u64 | value_len u64 | value
 //! trailer          : record_count u64 | crc32c u32 of everything before it
 //! ```
@@ -14,18 +15,24 @@
 //! slots whose write version ([`Keyspace::slot_version`]) is not 0, in ascending order;
 //! the decoded keyspace gets exactly those versions (the restores' own counts are
 //! overwritten), so a member that installed a snapshot agrees with one that replayed the
-//! log. Version 1 (no versions block) still decodes, with every version 0.
+//! log. The shard metadata ([`prism_engine::shard_meta`]: slot claims) is the one at the
+//! same instant. Versions 1 (no versions block: every version 0) and 2 (no metadata:
+//! no claims) still decode.
 //!
 //! Invariants: decoding checks the magic, the version, every length against what is left,
 //! the record count and the checksum, and never panics on bad bytes: a truncated or
 //! corrupt snapshot is an error and installs nothing.
 
+use bincode::Options as _;
 use bytes::Bytes;
 use prism_engine::keyspace::SnapshotImage;
+use prism_engine::shard_meta::ShardMetaImage;
 use prism_engine::{dump, Keyspace, Op, Output, Write, SLOT_COUNT};
 
 const MAGIC: &[u8; 8] = b"PRSMSNAP";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// Still decoded: no metadata block.
+const VERSION_2: u32 = 2;
 /// Still decoded: no versions block.
 const VERSION_1: u32 = 1;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
@@ -43,6 +50,8 @@ pub enum SnapshotError {
     Checksum,
     #[error("snapshot slot versions are malformed")]
     Versions,
+    #[error("snapshot shard metadata is malformed: {0}")]
+    Meta(String),
     #[error("snapshot holds {found} records, its trailer says {expected}")]
     Count { found: u64, expected: u64 },
     #[error("record {index} (key {key:?}): {reason}")]
@@ -97,6 +106,10 @@ pub fn encode(copy: &KeyspaceCopy) -> Vec<u8> {
         out.extend_from_slice(&slot.to_be_bytes());
         out.extend_from_slice(&v.to_be_bytes());
     }
+    // Serializing plain data into a Vec cannot fail; an empty block would still decode.
+    let meta = bincode::serialize(&copy.image.meta).unwrap_or_default();
+    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta);
     for (key, entry) in copy.image.entries() {
         put_bytes(&mut out, key);
         out.extend_from_slice(&entry.expire_at.to_be_bytes());
@@ -124,9 +137,10 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let version = r.u32()?;
-    let versions = match version {
-        VERSION => r.versions()?,
-        VERSION_1 => Vec::new(),
+    let (versions, meta) = match version {
+        VERSION => (r.versions()?, r.meta()?),
+        VERSION_2 => (r.versions()?, ShardMetaImage::default()),
+        VERSION_1 => (Vec::new(), ShardMetaImage::default()),
         _ => return Err(SnapshotError::Version(version)),
     };
     let keyspace = Keyspace::new();
@@ -146,6 +160,7 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
         return Err(SnapshotError::Count { found, expected });
     }
     keyspace.set_slot_versions(&versions);
+    keyspace.meta.install(&meta);
     Ok(keyspace)
 }
 
@@ -191,6 +206,18 @@ impl Reader {
             next = slot + 1;
         }
         Ok(versions)
+    }
+
+    /// The shard metadata block.
+    fn meta(&mut self) -> Result<ShardMetaImage, SnapshotError> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(len as u64)
+            .deserialize(&bytes)
+            .map_err(|e| SnapshotError::Meta(e.to_string()))
     }
 
     fn u32(&mut self) -> Result<u32, SnapshotError> {

@@ -61,6 +61,9 @@ pub struct NodeStatus {
     /// (voters flagged): the newest index wins at the receiver.
     pub membership_index: u64,
     pub members: Vec<(NodeId, PeerNode, bool)>,
+    /// The slot claims the sender's shard state holds (resharding), as ranges
+    /// `(first, last, owner shard, epoch)`: per slot, the highest epoch heard names the owner.
+    pub claims: Vec<(u16, u16, u32, u64)>,
 }
 
 impl fmt::Display for PeerNode {
@@ -95,3 +98,54 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
 /// A snapshot: metadata and the serialized keyspace.
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
+
+/// A cross-shard graph request between fleet nodes, answered by the server's graph hook
+/// ([`crate::network::Groups::on_graph`]) on the node that receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GraphRequest {
+    /// One hop of a traversal over this shard's part of the frontier: the neighbours of
+    /// each vertex, following the same filters as the coordinator.
+    Expand(ExpandRequest),
+    /// Outbox delivery from shard `from`: the in-edge halves (and remote removals) of its
+    /// entries `first_seq ..`, to commit through this shard's group before answering.
+    Deliver { from: u32, first_seq: u64, halves: Vec<prism_engine::graph::RemoteHalf> },
+}
+
+/// One batched hop of a cross-shard traversal (see [`GraphRequest::Expand`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpandRequest {
+    pub vertices: Vec<bytes::Bytes>,
+    /// Edge types to follow; empty: every type.
+    pub types: Vec<bytes::Bytes>,
+    /// 0 out, 1 in, 2 both.
+    pub dir: u8,
+    /// Most halves followed out of one vertex.
+    pub per_vertex: u64,
+    /// Most distinct neighbours in the whole answer (the traversal's vertex bound, which
+    /// is exact: more could never be used).
+    pub max_distinct: u64,
+    /// Time left of the traversal, in ms: the answer stops where it is then.
+    pub budget_ms: u64,
+    /// Linearizable (the leader confirms it leads first); false after READONLY.
+    pub linearizable: bool,
+}
+
+/// The answer to a [`GraphRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GraphResponse {
+    /// Per requested vertex, in order: `None` if it is not a vertex here, else its
+    /// neighbours (each distinct neighbour listed once in the whole answer, at its first
+    /// occurrence). Shorter than the request when `cut` says why.
+    Expanded { lists: Vec<Option<Vec<bytes::Bytes>>>, cut: Option<ExpandCut> },
+    /// The delivered halves are committed in this shard's log.
+    Delivered,
+    /// Not served: a RESP-style error line (`TRYAGAIN ...`, `MOVED ...`); nothing done.
+    Refused(String),
+}
+
+/// Why an expansion stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpandCut {
+    MaxVertices,
+    Timeout,
+}

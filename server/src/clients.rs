@@ -33,6 +33,8 @@ pub struct ClientHandle {
     pub resp: AtomicU8,
     pub no_evict: AtomicBool,
     pub no_touch: AtomicBool,
+    /// The ACL user this client runs as (`crate::acl`).
+    pub acl: crate::acl::ClientAcl,
     killed: AtomicBool,
     kill: Notify,
 }
@@ -80,7 +82,7 @@ impl ClientHandle {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -90,6 +92,7 @@ impl ClientHandle {
             idle_ms / 1000,
             flags,
             self.last_cmd.lock(),
+            self.acl.user().name,
             self.resp.load(Ordering::Relaxed),
             text(&self.lib_name),
             text(&self.lib_ver),
@@ -139,6 +142,7 @@ impl ClientRegistry {
             resp: AtomicU8::new(2),
             no_evict: AtomicBool::new(false),
             no_touch: AtomicBool::new(false),
+            acl: crate::acl::ClientAcl::default(),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
         });

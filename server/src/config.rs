@@ -115,6 +115,41 @@ pub struct Config {
     pub raft_snapshot_entries: u64,
     /// `admin-port`: the HTTP port of `/metrics`, `/healthz` and `/readyz` (admin.rs).
     pub admin_port: AdminPort,
+    /// `cluster-secret-file`: the file holding the secret peers prove to each other in
+    /// the peer handshake (docs/security.md).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// `protected-mode` (default on): with no password for the default user, a node
+    /// bound to a non-loopback address refuses clients from non-loopback addresses.
+    pub protected_mode: bool,
+    /// `aclfile`: the users, loaded at start and by ACL LOAD, written by ACL SAVE.
+    pub aclfile: Option<PathBuf>,
+    /// `tls-port`: a second client port speaking TLS (0: none).
+    pub tls_port: u16,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates client certificates are checked against (`tls-auth-clients`).
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// `tls-auth-clients`: `yes` requires a client certificate signed by the CA, `optional`
+    /// checks one if presented, `no` asks for none.
+    pub tls_auth_clients: TlsAuthClients,
+}
+
+/// `tls-auth-clients`, as Redis spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsAuthClients {
+    No,
+    Optional,
+    Yes,
+}
+
+impl fmt::Display for TlsAuthClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsAuthClients::No => "no",
+            TlsAuthClients::Optional => "optional",
+            TlsAuthClients::Yes => "yes",
+        })
+    }
 }
 
 /// Where the admin HTTP server listens (on `bind`).
@@ -229,6 +264,14 @@ impl Default for Config {
             appendfsync_everysec: false,
             raft_snapshot_entries: 100_000,
             admin_port: AdminPort::Auto,
+            cluster_secret_file: None,
+            protected_mode: true,
+            aclfile: None,
+            tls_port: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
+            tls_auth_clients: TlsAuthClients::Yes,
         }
     }
 }
@@ -259,6 +302,14 @@ pub const KEYS: &[(&str, bool)] = &[
     ("appendfsync", false),
     ("raft-snapshot-entries", false),
     ("admin-port", false),
+    ("cluster-secret-file", false),
+    ("protected-mode", true),
+    ("aclfile", false),
+    ("tls-port", false),
+    ("tls-cert-file", false),
+    ("tls-key-file", false),
+    ("tls-ca-cert-file", false),
+    ("tls-auth-clients", false),
 ];
 
 /// Read-only values some Redis tools ask for with CONFIG GET.
@@ -387,6 +438,23 @@ impl Config {
                         }
                     }
             }
+            "cluster-secret-file" => self.cluster_secret_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+            "protected-mode" => self.protected_mode = yes_no(k, value)?,
+            "aclfile" => self.aclfile = (!value.is_empty()).then(|| PathBuf::from(value)),
+            "tls-port" => {
+                self.tls_port = value.parse().map_err(|_| bad(k, format!("'{value}' is not a port number")))?
+            }
+            "tls-cert-file" => self.tls_cert_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+            "tls-key-file" => self.tls_key_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+            "tls-ca-cert-file" => self.tls_ca_cert_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+            "tls-auth-clients" => {
+                self.tls_auth_clients = match value {
+                    "yes" => TlsAuthClients::Yes,
+                    "no" => TlsAuthClients::No,
+                    "optional" => TlsAuthClients::Optional,
+                    _ => return Err(bad(k, format!("'{value}' is not yes, no or optional"))),
+                }
+            }
             "unsafe-stale-reads" => {
                 self.unsafe_stale_reads = match value {
                     "yes" => true,
@@ -426,6 +494,14 @@ impl Config {
             "appendfsync" => if self.appendfsync_everysec { "everysec" } else { "always" }.to_string(),
             "raft-snapshot-entries" => self.raft_snapshot_entries.to_string(),
             "admin-port" => self.admin_port.to_string(),
+            "cluster-secret-file" => path_text(&self.cluster_secret_file),
+            "protected-mode" => if self.protected_mode { "yes" } else { "no" }.to_string(),
+            "aclfile" => path_text(&self.aclfile),
+            "tls-port" => self.tls_port.to_string(),
+            "tls-cert-file" => path_text(&self.tls_cert_file),
+            "tls-key-file" => path_text(&self.tls_key_file),
+            "tls-ca-cert-file" => path_text(&self.tls_ca_cert_file),
+            "tls-auth-clients" => self.tls_auth_clients.to_string(),
             _ => return None,
         })
     }
@@ -449,6 +525,18 @@ impl Config {
     pub fn is_mutable(key: &str) -> Option<bool> {
         KEYS.iter().find(|(k, _)| *k == key).map(|(_, m)| *m)
     }
+}
+
+fn yes_no(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(bad(key, format!("'{value}' is not yes or no"))),
+    }
+}
+
+fn path_text(p: &Option<PathBuf>) -> String {
+    p.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// Redis memory units: `1k` = 1000, `1kb` = 1024, likewise m/mb and g/gb; plain bytes.

@@ -55,6 +55,11 @@ pub struct ConnState {
     pub local_ip: IpAddr,
     /// READONLY: reads may be served by replicas (meaningful once replication exists).
     pub readonly: bool,
+    /// `ASKING` was sent: the next command may use a slot this shard is importing.
+    pub asking: bool,
+    /// Set by routing for a request in a migrating slot: the slot and its version when
+    /// the request's keys were found here (fleet/moving.rs).
+    pub slot_guard: Option<(u16, u64)>,
     /// Pub/sub subscriptions, once the client subscribed to anything.
     pub subscriber: Option<Subscriber>,
     /// Set by a blocking command (BLPOP, ...) that found nothing to serve: the
@@ -156,6 +161,8 @@ pub async fn serve(
         authenticated,
         close: false,
         readonly: false,
+        asking: false,
+        slot_guard: None,
         subscriber: None,
         blocked: None,
         multi: None,

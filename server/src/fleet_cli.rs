@@ -30,6 +30,40 @@ pub enum ClusterCommand {
     Down(DirArgs),
     /// Print each shard's slots, leader, replicas, lag, keys and memory.
     Status(StatusArgs),
+    /// Move slots to another shard while clients keep reading and writing.
+    Reshard(ReshardArgs),
+    /// Move slots so that every shard serves an even share.
+    Rebalance(RebalanceArgs),
+}
+
+#[derive(Args)]
+pub struct RebalanceArgs {
+    #[arg(long, default_value = "./fleet")]
+    dir: PathBuf,
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Seconds to wait for each target shard's moves.
+    #[arg(long, default_value_t = 600)]
+    wait: u64,
+}
+
+#[derive(Args)]
+pub struct ReshardArgs {
+    /// A fleet directory from `up` (its topology.toml) ...
+    #[arg(long, default_value = "./fleet")]
+    dir: PathBuf,
+    /// ... or a topology file.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// The slots to move: a slot or a range, comma-separated (e.g. 0-99,500).
+    #[arg(long, value_delimiter = ',', required = true)]
+    slots: Vec<String>,
+    /// The shard id that receives them.
+    #[arg(long)]
+    to: u32,
+    /// Seconds to wait for the move to finish.
+    #[arg(long, default_value_t = 300)]
+    wait: u64,
 }
 
 #[derive(Args)]
@@ -97,6 +131,14 @@ pub fn main(command: ClusterCommand) -> ExitCode {
         ClusterCommand::Status(a) => {
             let path = a.topology.unwrap_or_else(|| a.dir.join("topology.toml"));
             FleetSpec::load(&path).and_then(|spec| block_on(status(&spec)))
+        }
+        ClusterCommand::Rebalance(a) => {
+            let path = a.topology.clone().unwrap_or_else(|| a.dir.join("topology.toml"));
+            FleetSpec::load(&path).and_then(|spec| block_on(crate::reshard_cli::rebalance(&spec, a.wait)))
+        }
+        ClusterCommand::Reshard(a) => {
+            let path = a.topology.clone().unwrap_or_else(|| a.dir.join("topology.toml"));
+            FleetSpec::load(&path).and_then(|spec| block_on(crate::reshard_cli::reshard(&spec, &a.slots, a.to, a.wait)))
         }
     };
     match result {

@@ -5,7 +5,9 @@
 //! memory, then runs the handler: reads go to the engine, writes become ops applied
 //! through [`node::Node::write`]. [`server`] starts and stops the whole.
 
+pub mod acl;
 pub mod admin;
+pub mod client;
 pub mod clients;
 pub mod cmd;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod resp;
 pub mod server;
 pub mod stats;
 pub mod table;
+pub mod tls;
 pub mod topology;
 
 pub use config::Config;

@@ -25,7 +25,7 @@
 //! taken from argv or the environment (invariant 7).
 
 mod parquet;
-pub(crate) mod resp;
+pub(crate) use prism_server::client as resp;
 mod rows;
 mod source;
 

@@ -4,6 +4,7 @@
 
 mod fleet_cli;
 mod load;
+mod reshard_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,31 @@ struct ServeArgs {
     /// auto (client port + 20000, the default) or any (a free port).
     #[arg(long)]
     admin_port: Option<String>,
+    /// File holding the cluster secret peers authenticate each other with.
+    #[arg(long)]
+    cluster_secret_file: Option<String>,
+    /// yes (default): without a password, refuse non-loopback clients when bound to a
+    /// non-loopback address.
+    #[arg(long)]
+    protected_mode: Option<String>,
+    /// ACL file with the users (ACL LOAD / ACL SAVE).
+    #[arg(long)]
+    aclfile: Option<String>,
+    /// Port for TLS clients (0: none).
+    #[arg(long)]
+    tls_port: Option<String>,
+    /// PEM certificate chain of the TLS port.
+    #[arg(long)]
+    tls_cert_file: Option<String>,
+    /// PEM private key of the TLS port.
+    #[arg(long)]
+    tls_key_file: Option<String>,
+    /// PEM CA certificates that client certificates must chain to.
+    #[arg(long)]
+    tls_ca_cert_file: Option<String>,
+    /// yes (default when a CA is set), optional or no: require client certificates.
+    #[arg(long)]
+    tls_auth_clients: Option<String>,
     /// TEST ONLY: serve leader reads without read-index (breaks linearizability).
     #[arg(long, hide = true)]
     unsafe_stale_reads: Option<String>,
@@ -149,6 +175,14 @@ impl ServeArgs {
             ("appendfsync", self.appendfsync),
             ("raft-snapshot-entries", self.raft_snapshot_entries),
             ("admin-port", self.admin_port),
+            ("cluster-secret-file", self.cluster_secret_file),
+            ("protected-mode", self.protected_mode),
+            ("aclfile", self.aclfile),
+            ("tls-port", self.tls_port),
+            ("tls-cert-file", self.tls_cert_file),
+            ("tls-key-file", self.tls_key_file),
+            ("tls-ca-cert-file", self.tls_ca_cert_file),
+            ("tls-auth-clients", self.tls_auth_clients),
         ];
         for (key, value) in flags {
             if let Some(v) = value {

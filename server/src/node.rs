@@ -64,6 +64,8 @@ pub struct Node {
     pub limits: Limits,
     /// The password from `requirepass-file`, if any.
     pub password: RwLock<Option<Vec<u8>>>,
+    /// ACL users (the default one from `requirepass-file`) and ACL LOG.
+    pub acl: crate::acl::Acl,
     /// Read on every keyed command; swapped whole when it changes (rarely), so readers
     /// never write a shared cache line.
     pub topology: ArcSwap<Topology>,
@@ -102,6 +104,7 @@ impl Node {
             clock,
             config: RwLock::new(config),
             limits,
+            acl: crate::acl::Acl::new(password.as_deref()),
             password: RwLock::new(password),
             topology: ArcSwap::from_pointee(topology),
             clients: ClientRegistry::default(),
@@ -188,7 +191,7 @@ impl Node {
     }
 
     pub fn requires_auth(&self) -> bool {
-        self.password.read().is_some()
+        self.acl.requires_auth()
     }
 
     /// True when `maxmemory` is set and exceeded.

@@ -53,6 +53,10 @@ pub struct Replica {
     members: RwLock<Vec<(GroupMember, bool)>>,
     /// TEST ONLY (`unsafe-stale-reads`): skip read-index on the leader.
     pub stale_reads: bool,
+    /// The cluster secret peers prove (`cluster-secret-file`) and the refusals counted.
+    pub peer_auth: prism_replication::PeerAuth,
+    /// The peer network: cross-shard traversal hops and outbox delivery (fleet/fanout.rs).
+    pub net: PeerNetwork,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -63,7 +67,16 @@ struct NodeApply(Weak<Node>);
 impl ApplyHook for NodeApply {
     fn apply(&self, keyspace: &Keyspace, write: &Write) -> Output {
         match self.0.upgrade() {
-            Some(node) => node.apply_committed(write),
+            Some(node) => {
+                let out = node.apply_committed(write);
+                // A slot changed hands or state: the fleet's view of it is rebuilt now.
+                if matches!(write.op, prism_engine::Op::Shard(_)) {
+                    if let Some(view) = node.replica().and_then(|r| r.fleet.as_ref()) {
+                        view.local_change();
+                    }
+                }
+                out
+            }
             // The node is going away; the log keeps the write for the next start.
             None => keyspace.apply(write),
         }
@@ -121,7 +134,10 @@ impl Replica {
                     return Err("cluster-topology needs this node's node-id".into());
                 }
                 let spec = FleetSpec::load(path)?;
-                let view = FleetView::new(spec, me).map_err(|e| format!("{}: {e}", path.display()))?;
+                let view =
+                    FleetView::new(spec, me, node.keyspace.clone()).map_err(|e| format!("{}: {e}", path.display()))?;
+                // Before the log replays: ownership starts from the file (shard_meta).
+                node.keyspace.meta.set_base(view.my_shard, &view.spec.base_owners());
                 let shard = view.spec.shards.iter().find(|s| s.id == view.my_shard).expect("my shard is in the spec");
                 let roster: Vec<GroupMember> = shard.members.iter().map(|m| m.as_group_member()).collect();
                 let addrs = view.spec.members().map(|(_, m)| (m.id, m.as_group_member().peer_addr())).collect();
@@ -141,7 +157,12 @@ impl Replica {
         let listener = tokio::net::TcpListener::bind(peer_bind)
             .await
             .map_err(|e| format!("cannot listen for peers on {peer_bind}: {e}"))?;
-        let host = Host { me, net: PeerNetwork::new(me, addrs), groups: Groups::default() };
+        let peer_auth = prism_replication::PeerAuth::new(crate::server::cluster_secret(config)?.as_deref());
+        let host = Host {
+            me,
+            net: PeerNetwork::new(me, addrs).with_auth(peer_auth.clone()),
+            groups: Groups::default().with_auth(peer_auth.clone()),
+        };
         if let Some(view) = &fleet {
             let view = Arc::downgrade(view);
             host.groups.on_status(Arc::new(move |s| {
@@ -149,6 +170,9 @@ impl Replica {
                     v.noted(s)
                 }
             }));
+        }
+        if fleet.is_some() {
+            crate::fleet::fanout::serve_graph(&host.groups, Arc::downgrade(node));
         }
         let members: BTreeMap<u64, PeerNode> =
             roster.iter().map(|m| (m.id, PeerNode::new(m.peer_addr(), m.client_addr()))).collect();
@@ -166,11 +190,17 @@ impl Replica {
             fleet,
             members: RwLock::new(roster.iter().map(|m| (m.clone(), true)).collect()),
             stale_reads: config.unsafe_stale_reads,
+            peer_auth,
+            net: host.net.clone(),
             tasks: Mutex::new(vec![listen]),
         });
         replica.refresh_topology(node, None, 0);
         let follow = tokio::spawn(follow(Arc::downgrade(&replica), Arc::downgrade(node)));
         replica.tasks.lock().push(follow);
+        if replica.fleet.is_some() {
+            let deliver = crate::fleet::outbox::deliver(Arc::downgrade(&replica), Arc::downgrade(node));
+            replica.tasks.lock().push(tokio::spawn(deliver));
+        }
         if let Some(view) = &replica.fleet {
             let gossip = crate::fleet::view::gossip(
                 view.clone(),
@@ -179,6 +209,8 @@ impl Replica {
                 host.net.clone(),
             );
             replica.tasks.lock().push(tokio::spawn(gossip));
+            let mover = crate::fleet::mover::run(Arc::downgrade(node), Arc::downgrade(&replica));
+            replica.tasks.lock().push(tokio::spawn(mover));
         }
         tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {group_id}");
         Ok(Some(replica))

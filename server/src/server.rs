@@ -34,6 +34,12 @@ pub enum StartError {
     Password { path: String, why: String },
     #[error("cannot join the shard group: {0}")]
     Raft(String),
+    #[error("cannot read {key} {path}: {why}")]
+    Secret { key: &'static str, path: String, why: String },
+    #[error("cannot load aclfile: {0}")]
+    Acl(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A running node.
@@ -66,6 +72,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
         Some(path) => Some(read_password(path)?),
         None => None,
     };
+    let secret = cluster_secret(&config).map_err(|why| {
+        let path = config.cluster_secret_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        StartError::Secret { key: "cluster-secret-file", path, why }
+    })?;
+    if secret.is_none() && (!config.raft_group.is_empty() || config.cluster_topology.is_some()) {
+        tracing::warn!(
+            "no cluster-secret-file: peers are not authenticated, anyone who reaches the peer port can join the shard group (docs/security.md)"
+        );
+    }
+    crate::tls::acceptor(&config).map_err(StartError::Tls)?;
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -82,7 +98,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     config.admin_port = admin_addr.map_or(crate::config::AdminPort::Off, |a| crate::config::AdminPort::Port(a.port()));
     let topology = Topology::single(node_id, ip, addr.port());
     let replication = config.clone();
+    let aclfile = config.aclfile.clone();
     let node = Arc::new(Node::new(config, clock, password, topology));
+    if let Some(path) = &aclfile {
+        node.acl.load_file(None, path).map_err(StartError::Acl)?;
+    }
     if let Some(replica) = Replica::start(&node, &replication).await.map_err(StartError::Raft)? {
         let _ = node.replica.set(replica);
     }
@@ -144,12 +164,20 @@ async fn run_connection(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr
     let laddr = stream.local_addr().unwrap_or(peer);
     let fd = raw_fd(&stream);
     let max = node.limits.maxclients.load(Ordering::Relaxed);
+    if crate::acl::protected_refuses(node.config.read().protected_mode, node.requires_auth(), peer.ip()) {
+        node.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, "protected mode: refused a non-loopback client (no password is set)");
+        let _ = stream.write_all(crate::acl::DENIED.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let Some(reg) = node.clients.register(peer, laddr, fd, max) else {
         node.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
         let _ = stream.shutdown().await;
         return;
     };
+    reg.handle.acl.set(node.acl.default_user());
     conn::serve(node.clone(), stream, reg.handle.clone(), stop).await;
 }
 
@@ -221,6 +249,19 @@ fn load_or_create_node_id(dir: &Path) -> Result<String, StartError> {
         }
         Err(e) => Err(err(e)),
     }
+}
+
+/// The cluster secret from `cluster-secret-file`: the file's content, trimmed of
+/// surrounding whitespace; an unreadable or empty file is an error (naming the key).
+pub fn cluster_secret(config: &Config) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = &config.cluster_secret_file else { return Ok(None) };
+    let fail = |why: String| format!("cannot read cluster-secret-file {}: {why}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let text = bytes.trim_ascii();
+    if text.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    Ok(Some(text.to_vec()))
 }
 
 fn read_password(path: &Path) -> Result<Vec<u8>, StartError> {

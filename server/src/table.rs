@@ -51,6 +51,59 @@ pub mod flag {
     ];
 }
 
+/// ACL categories (`ACL CAT`), derived from each command's flags and group the way
+/// Redis derives its implicit ones: `write` -> @write, `readonly` -> @read, `admin` ->
+/// @admin and @dangerous, `fast` -> @fast (else @slow), `blocking` -> @blocking, `pubsub`
+/// -> @pubsub; the group gives the data-type category (@string, @graph, ...).
+pub mod category {
+    pub const KEYSPACE: u32 = 1 << 0;
+    pub const READ: u32 = 1 << 1;
+    pub const WRITE: u32 = 1 << 2;
+    pub const SET: u32 = 1 << 3;
+    pub const SORTEDSET: u32 = 1 << 4;
+    pub const LIST: u32 = 1 << 5;
+    pub const HASH: u32 = 1 << 6;
+    pub const STRING: u32 = 1 << 7;
+    pub const FAST: u32 = 1 << 8;
+    pub const SLOW: u32 = 1 << 9;
+    pub const PUBSUB: u32 = 1 << 10;
+    pub const ADMIN: u32 = 1 << 11;
+    pub const DANGEROUS: u32 = 1 << 12;
+    pub const CONNECTION: u32 = 1 << 13;
+    pub const TRANSACTION: u32 = 1 << 14;
+    pub const BLOCKING: u32 = 1 << 15;
+    pub const GRAPH: u32 = 1 << 16;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (KEYSPACE, "keyspace"),
+        (READ, "read"),
+        (WRITE, "write"),
+        (SET, "set"),
+        (SORTEDSET, "sortedset"),
+        (LIST, "list"),
+        (HASH, "hash"),
+        (STRING, "string"),
+        (FAST, "fast"),
+        (SLOW, "slow"),
+        (PUBSUB, "pubsub"),
+        (ADMIN, "admin"),
+        (DANGEROUS, "dangerous"),
+        (CONNECTION, "connection"),
+        (TRANSACTION, "transaction"),
+        (BLOCKING, "blocking"),
+        (GRAPH, "graph"),
+    ];
+
+    /// The bit of a category name (without the `@`), case-insensitively.
+    pub fn bit(name: &str) -> Option<u32> {
+        NAMES.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(b, _)| *b)
+    }
+
+    /// Commands Redis files under @dangerous without the admin flag.
+    pub(crate) const DANGEROUS_NAMES: &[&str] =
+        &["flushall", "flushdb", "keys", "sort", "sort_ro", "migrate", "restore", "restore-asking", "swapdb"];
+}
+
 /// Which arguments are keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySpec {
@@ -156,6 +209,40 @@ impl CommandSpec {
         self.flags & f != 0
     }
 
+    /// This command's ACL categories ([`category`]), from its flags and group.
+    pub fn acl_categories(&self) -> u32 {
+        use category as c;
+        let mut cats = if self.has(flag::FAST) { c::FAST } else { c::SLOW };
+        for (f, cat) in [
+            (flag::WRITE, c::WRITE),
+            (flag::READONLY, c::READ),
+            (flag::ADMIN, c::ADMIN | c::DANGEROUS),
+            (flag::BLOCKING, c::BLOCKING),
+            (flag::PUBSUB, c::PUBSUB),
+        ] {
+            if self.has(f) {
+                cats |= cat;
+            }
+        }
+        cats |= match self.group {
+            Group::Generic => c::KEYSPACE,
+            Group::String => c::STRING,
+            Group::Hash => c::HASH,
+            Group::Set => c::SET,
+            Group::SortedSet => c::SORTEDSET,
+            Group::List => c::LIST,
+            Group::Transactions => c::TRANSACTION,
+            Group::PubSub => c::PUBSUB,
+            Group::Connection => c::CONNECTION,
+            Group::Graph => c::GRAPH,
+            Group::Server | Group::Cluster => 0,
+        };
+        if c::DANGEROUS_NAMES.contains(&self.name) {
+            cats |= c::DANGEROUS;
+        }
+        cats
+    }
+
     pub fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i64;
         let arity = self.arity as i64;
@@ -255,8 +342,10 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::graph::COMMANDS,
         cmd::blocking::COMMANDS,
         cmd::cluster::COMMANDS,
+        cmd::reshard::COMMANDS,
         cmd::raft::COMMANDS,
         cmd::introspect::COMMANDS,
+        cmd::acl::COMMANDS,
     ]
 }
 

@@ -210,6 +210,12 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// The topology file of a fleet started with `shards` > 1.
+    pub fn topology_path(&self) -> Option<PathBuf> {
+        let path = self.dir.as_ref()?.path().join("topology.toml");
+        path.exists().then_some(path)
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }

@@ -191,6 +191,11 @@ impl Client {
     }
 
     fn attempt(&mut self, node: usize, args: &[&str]) -> Attempt {
+        self.attempt_on(node, args, false)
+    }
+
+    /// One try at `node`; `asking`: after an `-ASK`, the command goes behind `ASKING`.
+    fn attempt_on(&mut self, node: usize, args: &[&str], asking: bool) -> Attempt {
         let n = self.shared.addrs.len();
         // Some other node (the same one when there is only one).
         let other = (node + 1 + self.rng.below(n - 1)) % n;
@@ -206,6 +211,11 @@ impl Client {
             }
         }
         let Some(conn) = self.conns[node].as_mut() else { return Attempt::Retry(other) };
+        if asking && !matches!(conn.call(&["ASKING"]), Ok(OwnedFrame::SimpleString(_))) {
+            // Nothing of the command was sent.
+            self.conns[node] = None;
+            return Attempt::Retry(other);
+        }
         let reply = match conn.call(args) {
             Ok(reply) => reply,
             Err(_) => return Attempt::Unknown,
@@ -217,6 +227,14 @@ impl Client {
                 let to = words.nth(1).and_then(|a| a.parse::<SocketAddr>().ok());
                 match to.and_then(|a| self.shared.addrs.iter().position(|&x| x == a)) {
                     Some(leader) => Attempt::Retry(leader),
+                    None => Attempt::Retry(other),
+                }
+            }
+            // Resharding: this key moved on; ask the target once, behind ASKING.
+            Some("ASK") if !asking => {
+                let to = words.nth(1).and_then(|a| a.parse::<SocketAddr>().ok());
+                match to.and_then(|a| self.shared.addrs.iter().position(|&x| x == a)) {
+                    Some(target) => self.attempt_on(target, args, true),
                     None => Attempt::Retry(other),
                 }
             }

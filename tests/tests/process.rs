@@ -393,3 +393,31 @@ fn cluster_init_lays_out_shards_in_distinct_zones() {
     assert!(!status.success() && stderr.contains("distinct zones"), "{stderr}");
     assert!(!bad.exists());
 }
+
+#[test]
+fn bad_security_settings_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = path_str(&data);
+    let empty = dir.path().join("empty-secret");
+    std::fs::write(&empty, " \n").expect("write");
+    let port = free_port().to_string();
+    assert_refused(
+        &["--port", &port, "--data-dir", data, "--cluster-secret-file", path_str(&empty)],
+        &["cluster-secret-file", path_str(&empty), "empty"],
+    );
+    let missing = dir.path().join("no-such-secret");
+    assert_refused(
+        &["--port", &port, "--data-dir", data, "--cluster-secret-file", path_str(&missing)],
+        &["cluster-secret-file", path_str(&missing)],
+    );
+    assert_refused(&["--port", &port, "--data-dir", data, "--protected-mode", "maybe"], &["protected-mode"]);
+    assert_refused(&["--port", &port, "--data-dir", data, "--tls-auth-clients", "always"], &["tls-auth-clients"]);
+    assert_refused(&["--port", &port, "--data-dir", data, "--tls-port", "6380"], &["tls-port"]);
+    let acl = dir.path().join("users.acl");
+    std::fs::write(&acl, "user bob on +nosuchcommand\n").expect("write");
+    assert_refused(
+        &["--port", &port, "--data-dir", data, "--aclfile", path_str(&acl)],
+        &["aclfile", ":1:", "+nosuchcommand"],
+    );
+}

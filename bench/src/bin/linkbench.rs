@@ -8,16 +8,25 @@
 //! drift on the machine hits both alike. Prints a report and writes an HTML latency plot.
 //!
 //! bench/scripts/linkbench starts both servers and runs this.
+//!
+//! Against clusters (`--cluster`: the addresses are seed nodes of a Prism fleet or a Redis
+//! Cluster), every phase goes through the slot-aware client, memory and DBSIZE are summed
+//! over the masters, and the report adds the client's redirects and retries and the error
+//! rate (CROSSSHARD refusals counted apart). `--colocate` keeps each edge inside a hash tag
+//! group; `--write-csv DIR` writes the graph as `prism load` input and exits, and
+//! `--skip-load` then runs on a graph loaded that way (bench/scripts/fleet-48).
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use prism_bench::client::{Client, Reply};
-use prism_bench::linkbench::run::{self, histogram, LoadStats, MixConfig, MixStats, RunState};
-use prism_bench::linkbench::{Graph, Target, OPS};
+use prism_bench::linkbench::run::{self, histogram, Endpoint, LoadStats, MixConfig, MixStats, RunState};
+use prism_bench::linkbench::{export, Graph, Keys, Target, OPS};
 use prism_bench::plot::{self, Chart};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -88,11 +97,31 @@ struct Args {
     /// Where to write the HTML latency plot.
     #[arg(long, default_value = "linkbench.html")]
     html: String,
+    /// The addresses are seed nodes of clusters (Prism fleet, Redis Cluster): route by slot.
+    #[arg(long)]
+    cluster: bool,
+    /// Keep every edge inside its source's hash-tag group (see --colocate-groups), so both
+    /// halves share a slot: runs on a fleet that refuses cross-shard edges (-CROSSSHARD).
+    #[arg(long)]
+    colocate: bool,
+    /// Hash-tag groups with --colocate (a vertex has at most vertices/groups neighbours).
+    #[arg(long, default_value_t = 512)]
+    colocate_groups: u64,
+    /// Write the graph as `prism load` CSV input (vertices.csv, edges.csv) here and exit.
+    #[arg(long)]
+    write_csv: Option<PathBuf>,
+    /// The graph is already loaded (by `prism load` from --write-csv with the same
+    /// generation flags): no emptiness check, no load phase.
+    #[arg(long)]
+    skip_load: bool,
+    /// Print the mix's operations per second every this many seconds (0: never).
+    #[arg(long, default_value_t = 0.0)]
+    progress: f64,
 }
 
 struct TargetRun {
     target: Target,
-    addr: String,
+    ep: Endpoint,
     pid: Option<u32>,
     load: LoadStats,
     rss_growth: Option<i64>,
@@ -138,7 +167,7 @@ async fn main() -> Result<()> {
         }
         runs.push(TargetRun {
             target,
-            addr,
+            ep: Endpoint { addr, cluster: a.cluster },
             pid,
             load: LoadStats::default(),
             rss_growth: None,
@@ -147,50 +176,69 @@ async fn main() -> Result<()> {
             mix: MixStats::new(),
         });
     }
-    eprintln!("generating {} vertices, {} edges (zipf {}, seed {})", a.vertices, a.edges, a.zipf, a.seed);
-    let graph = Arc::new(Graph::generate(a.vertices, a.edges, a.zipf, a.node_bytes, a.seed));
+    if a.colocate && (a.colocate_groups == 0 || a.colocate_groups > a.vertices / 2) {
+        bail!("--colocate-groups must be between 1 and vertices / 2");
+    }
+    let keys = Keys { groups: if a.colocate { a.colocate_groups } else { 0 } };
+    eprintln!(
+        "generating {} vertices, {} edges (zipf {}, seed {}, co-location groups {})",
+        a.vertices, a.edges, a.zipf, a.seed, keys.groups
+    );
+    let graph = Arc::new(Graph::generate(a.vertices, a.edges, a.zipf, a.node_bytes, a.seed, keys));
+    if let Some(dir) = &a.write_csv {
+        let (v, e) = export::write_csv(&graph, dir)?;
+        println!("{} ({} vertices), {} ({} edges)", v.display(), graph.vertices, e.display(), graph.edges.len());
+        return Ok(());
+    }
 
     for r in runs.iter_mut() {
-        let name = r.target.name();
-        let mut c = Client::connect(&r.addr).await.with_context(|| format!("{name} at {}", r.addr))?;
-        if a.flush {
-            c.call(&["FLUSHALL"]).await?;
+        if a.skip_load {
+            break;
         }
-        if c.call(&["DBSIZE"]).await? != Reply::Int(0) {
-            bail!("{name} at {} is not empty (pass --flush to empty it)", r.addr);
+        let name = r.target.name();
+        if a.flush {
+            r.ep.each_node(&["FLUSHALL"]).await.with_context(|| format!("{name} at {}", r.ep.addr))?;
+        }
+        if r.ep.each_node(&["DBSIZE"]).await.with_context(|| format!("{name} at {}", r.ep.addr))? != 0 {
+            bail!("{name} at {} is not empty (pass --flush to empty it)", r.ep.addr);
         }
         eprintln!("{name}: loading");
         let rss0 = r.pid.and_then(rss_kb);
-        r.load = run::load(r.target, &r.addr, &graph, a.connections, a.load_batch).await?;
+        r.load = run::load(r.target, &r.ep, &graph, a.connections, a.load_batch).await?;
         r.rss_growth = rss0.zip(r.pid.and_then(rss_kb)).map(|(b, e)| (e - b) * 1024);
     }
 
-    let cfg = MixConfig { conns: a.connections, depth: a.depth, zipf_s: a.zipf, seed: a.seed };
+    let progress = (a.progress > 0.0).then(|| Arc::new(AtomicU64::new(0)));
+    let cfg = MixConfig { conns: a.connections, depth: a.depth, zipf_s: a.zipf, seed: a.seed, progress: None };
     let range_cfg = MixConfig { depth: a.range_depth, ..cfg.clone() };
-    eprintln!("link-list read throughput");
-    for _ in 0..a.rounds {
-        for r in runs.iter_mut() {
-            let (n, s) =
-                run::range_reads(r.target, &r.addr, &graph, &range_cfg, a.range_secs / a.rounds as f64).await?;
-            r.range.0 += n;
-            r.range.1 += s;
+    if a.range_secs > 0.0 {
+        eprintln!("link-list read throughput");
+        for _ in 0..a.rounds {
+            for r in runs.iter_mut() {
+                let (n, s) =
+                    run::range_reads(r.target, &r.ep, &graph, &range_cfg, a.range_secs / a.rounds as f64).await?;
+                r.range.0 += n;
+                r.range.1 += s;
+            }
         }
     }
 
-    eprintln!("2-hop latency");
+    if a.khop_samples > 0 {
+        eprintln!("2-hop latency");
+    }
     let degrees = graph.out_degrees();
     let starts: Vec<u64> = (1..=graph.vertices).filter(|&v| degrees[v as usize] > 0).collect();
     let mut rng = SmallRng::seed_from_u64(a.seed);
     let mut conns = Vec::new();
     for r in &runs {
-        conns.push(Client::connect(&r.addr).await?);
+        conns.push(r.ep.connect().await?);
     }
     let mut size_mismatches = 0;
     for _ in 0..a.khop_samples {
-        let v = starts[rng.random_range(0..starts.len())];
+        let Some(&v) = starts.get(rng.random_range(0..starts.len().max(1))) else { break };
         let mut sizes = Vec::new();
         for (r, c) in runs.iter_mut().zip(conns.iter_mut()) {
-            let (lat, size) = run::two_hop(r.target, c, v, a.khop_limit).await?;
+            let (lat, size) = run::two_hop(r.target, c, &graph, v, a.khop_limit).await?;
             r.khop.saturating_record(lat.as_micros().max(1) as u64);
             sizes.push(size);
         }
@@ -203,13 +251,21 @@ async fn main() -> Result<()> {
 
     eprintln!("timed mix: {} s per target in {} alternating rounds", a.duration, a.rounds);
     let states: Vec<Arc<RunState>> = runs.iter().map(|_| Arc::new(RunState::new(&graph))).collect();
+    let ticker = progress.clone().map(|p| tokio::spawn(tick(p, a.progress)));
     for round in 0..a.rounds {
         for (i, r) in runs.iter_mut().enumerate() {
-            let cfg = MixConfig { seed: a.seed.wrapping_add(round as u64 * 1000 + i as u64), ..cfg.clone() };
-            let s = run::mix(r.target, &r.addr, graph.clone(), states[i].clone(), &cfg, a.duration / a.rounds as f64)
-                .await?;
+            let cfg = MixConfig {
+                seed: a.seed.wrapping_add(round as u64 * 1000 + i as u64),
+                progress: progress.clone(),
+                ..cfg.clone()
+            };
+            let s =
+                run::mix(r.target, &r.ep, graph.clone(), states[i].clone(), &cfg, a.duration / a.rounds as f64).await?;
             r.mix.merge(&s);
         }
+    }
+    if let Some(t) = ticker {
+        t.abort();
     }
 
     let report = report(&a, &graph, &runs, size_mismatches);
@@ -244,6 +300,18 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// Prints the mix's throughput every `every` seconds (stderr), so a fault's dip shows.
+async fn tick(done: Arc<AtomicU64>, every: f64) {
+    let start = Instant::now();
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs_f64(every)).await;
+        let now = done.load(Ordering::Relaxed);
+        eprintln!("progress t={:.0}s ops/s={:.0}", start.elapsed().as_secs_f64(), (now - last) as f64 / every);
+        last = now;
+    }
+}
+
 fn report(a: &Args, graph: &Graph, runs: &[TargetRun], size_mismatches: usize) -> String {
     let mut s = String::new();
     let m = graph.edges.len() as f64;
@@ -259,8 +327,10 @@ fn report(a: &Args, graph: &Graph, runs: &[TargetRun], size_mismatches: usize) -
         a.duration,
         a.rounds
     );
-    let _ = writeln!(s, "\n## load and memory");
-    for r in runs {
+    if !a.skip_load {
+        let _ = writeln!(s, "\n## load and memory");
+    }
+    for r in runs.iter().filter(|_| !a.skip_load) {
         let l = &r.load;
         let _ = writeln!(
             s,
@@ -279,13 +349,17 @@ fn report(a: &Args, graph: &Graph, runs: &[TargetRun], size_mismatches: usize) -
                 .unwrap_or_default()
         );
     }
-    let _ = writeln!(s, "\n## link-list page reads (depth {}, {} connections)", a.range_depth, a.connections);
-    for r in runs {
+    if a.range_secs > 0.0 {
+        let _ = writeln!(s, "\n## link-list page reads (depth {}, {} connections)", a.range_depth, a.connections);
+    }
+    for r in runs.iter().filter(|_| a.range_secs > 0.0) {
         let what = if r.target == Target::Prism { "E.RANGE LIMIT 10" } else { "ZREVRANGE 0 9 WITHSCORES" };
         let _ = writeln!(s, "{:<6} {:<26} {:>10.0} reads/s", r.target.name(), what, r.range.0 as f64 / r.range.1);
     }
-    let _ = writeln!(s, "\n## 2-hop latency ({} samples, limit {})", a.khop_samples, a.khop_limit);
-    for r in runs {
+    if a.khop_samples > 0 {
+        let _ = writeln!(s, "\n## 2-hop latency ({} samples, limit {})", a.khop_samples, a.khop_limit);
+    }
+    for r in runs.iter().filter(|_| a.khop_samples > 0) {
         let what = if r.target == Target::Prism { "G.KHOP 2" } else { "client-side ZREVRANGE fan-out" };
         let h = &r.khop;
         let _ = writeln!(
@@ -299,7 +373,7 @@ fn report(a: &Args, graph: &Graph, runs: &[TargetRun], size_mismatches: usize) -
             h.mean()
         );
     }
-    if a.khop_limit == 0 && runs.len() > 1 {
+    if a.khop_limit == 0 && a.khop_samples > 0 && runs.len() > 1 {
         let _ = writeln!(s, "2-hop layer size mismatches between targets: {size_mismatches}");
     }
     let _ = writeln!(s, "\n## operation mix");
@@ -340,6 +414,35 @@ fn report(a: &Args, graph: &Graph, runs: &[TargetRun], size_mismatches: usize) -
             pct(&all, 99.9),
             r.mix.errors.iter().sum::<u64>()
         );
+    }
+    if a.cluster {
+        let _ = writeln!(s, "\n## cluster client (redirects, retries, errors)");
+        for r in runs {
+            let (m, rs) = (&r.mix, &r.mix.route);
+            let total = m.total_ops().max(1) as f64;
+            let errors: u64 = m.errors.iter().sum();
+            let cross: u64 = m.crossshard.iter().sum();
+            let _ = writeln!(
+                s,
+                "{:<6} ops {} errors {} ({:.4} %) crossshard {} ({:.4} %); MOVED {} ASK {} retries {} \
+                 connection errors {} map refreshes {} gave up {}",
+                r.target.name(),
+                m.total_ops(),
+                errors,
+                errors as f64 * 100.0 / total,
+                cross,
+                cross as f64 * 100.0 / total,
+                rs.moved,
+                rs.ask,
+                rs.retries,
+                rs.conn_errors,
+                rs.refreshes,
+                rs.gave_up
+            );
+            for e in &m.samples {
+                let _ = writeln!(s, "{:<6}   error: {e}", r.target.name());
+            }
+        }
     }
     let find = |t: Target| runs.iter().find(|r| r.target == t);
     if let (Some(p), Some(r)) = (find(Target::Prism), find(Target::Redis)) {

@@ -4,6 +4,11 @@
 //! with one write and reading the replies in order; an operation's latency runs from the
 //! write of its pipeline to the reply that completes it (so at depth > 1 it includes the
 //! wait behind the other commands of the pipeline, as redis-benchmark's does).
+//!
+//! Every phase talks to an [`Endpoint`]: one node, or a cluster through the slot-aware
+//! [`ClusterClient`](crate::cluster::ClusterClient), which follows redirects and retries
+//! transient refusals itself; an error reply that survives that is counted against its
+//! operation (CROSSSHARD refusals apart), never fatal to the run.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -16,10 +21,44 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
-use super::{
-    add_edge, delete_node_followup, load_vertex, op_commands, vid, Graph, OpArgs, OpKind, Target, EDGE_TYPE, OPS,
-};
+use super::{add_edge, delete_node_followup, load_vertex, op_commands, Graph, OpArgs, OpKind, Target, EDGE_TYPE, OPS};
 use crate::client::{Client, Reply};
+use crate::cluster::{data_nodes, Conn, RouteStats};
+
+/// Where a target listens: one node, or any node of a cluster (`cluster`).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: String,
+    pub cluster: bool,
+}
+
+impl Endpoint {
+    pub async fn connect(&self) -> Result<Conn> {
+        Conn::connect(&self.addr, self.cluster).await
+    }
+
+    /// Sum of `used_memory` over the nodes that hold the data (a cluster's masters).
+    pub async fn used_memory(&self) -> Result<u64> {
+        let mut total = 0;
+        for addr in data_nodes(&self.addr, self.cluster).await? {
+            total += Client::connect(&addr).await?.used_memory().await?;
+        }
+        Ok(total)
+    }
+
+    /// Sends a keyless command (FLUSHALL, DBSIZE) to every data node; integer replies summed.
+    pub async fn each_node(&self, args: &[&str]) -> Result<i64> {
+        let mut total = 0;
+        for addr in data_nodes(&self.addr, self.cluster).await? {
+            match Client::connect(&addr).await?.call(args).await? {
+                Reply::Int(n) => total += n,
+                Reply::Error(e) => bail!("{addr}: {}: {e}", args.join(" ")),
+                _ => {}
+            }
+        }
+        Ok(total)
+    }
+}
 
 /// Microsecond histogram up to a minute, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -38,14 +77,14 @@ pub struct LoadStats {
 }
 
 /// Sends `cmds` over `conns` connections in pipelines of `batch`; returns error replies.
-async fn pipelined(addr: &str, cmds: Vec<Vec<String>>, conns: usize, batch: usize) -> Result<u64> {
+async fn pipelined(ep: &Endpoint, cmds: Vec<Vec<String>>, conns: usize, batch: usize) -> Result<u64> {
     let cmds = Arc::new(cmds);
     let per = cmds.len().div_ceil(conns.max(1)).max(1);
     let mut tasks = Vec::new();
     for start in (0..cmds.len()).step_by(per) {
-        let (cmds, addr) = (cmds.clone(), addr.to_string());
+        let (cmds, ep) = (cmds.clone(), ep.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&addr).await?;
+            let mut c = ep.connect().await?;
             let mut errors = 0u64;
             let end = (start + per).min(cmds.len());
             for chunk in cmds[start..end].chunks(batch) {
@@ -68,21 +107,21 @@ async fn pipelined(addr: &str, cmds: Vec<Vec<String>>, conns: usize, batch: usiz
 }
 
 /// Loads `graph` into an empty target and measures `used_memory` around each half.
-pub async fn load(target: Target, addr: &str, graph: &Graph, conns: usize, batch: usize) -> Result<LoadStats> {
-    let mut c = Client::connect(addr).await?;
-    let mut s = LoadStats { mem_empty: c.used_memory().await?, ..LoadStats::default() };
+pub async fn load(target: Target, ep: &Endpoint, graph: &Graph, conns: usize, batch: usize) -> Result<LoadStats> {
+    let mut s = LoadStats { mem_empty: ep.used_memory().await?, ..LoadStats::default() };
+    let keys = graph.keys;
     let vertices: Vec<Vec<String>> =
-        (1..=graph.vertices).flat_map(|id| load_vertex(target, id, &graph.payload)).collect();
+        (1..=graph.vertices).flat_map(|id| load_vertex(target, keys, id, &graph.payload)).collect();
     let t = Instant::now();
-    s.errors += pipelined(addr, vertices, conns, batch).await?;
+    s.errors += pipelined(ep, vertices, conns, batch).await?;
     s.vertex_secs = t.elapsed().as_secs_f64();
-    s.mem_vertices = c.used_memory().await?;
+    s.mem_vertices = ep.used_memory().await?;
     let edges: Vec<Vec<String>> =
-        graph.edges.iter().enumerate().flat_map(|(i, &(a, b))| add_edge(target, a, b, i as i64 + 1)).collect();
+        graph.edges.iter().enumerate().flat_map(|(i, &(a, b))| add_edge(target, keys, a, b, i as i64 + 1)).collect();
     let t = Instant::now();
-    s.errors += pipelined(addr, edges, conns, batch).await?;
+    s.errors += pipelined(ep, edges, conns, batch).await?;
     s.edge_secs = t.elapsed().as_secs_f64();
-    s.mem_edges = c.used_memory().await?;
+    s.mem_edges = ep.used_memory().await?;
     Ok(s)
 }
 
@@ -104,13 +143,26 @@ impl RunState {
 /// Per-operation histograms and counts of one target's run.
 pub struct MixStats {
     pub hist: Vec<Histogram<u64>>,
+    /// Operations answered with an error (CROSSSHARD refusals not included).
     pub errors: Vec<u64>,
+    /// Operations refused with -CROSSSHARD (edges across shards, before the outbox).
+    pub crossshard: Vec<u64>,
+    /// A sample of the error texts (the first few distinct ones).
+    pub samples: Vec<String>,
+    pub route: RouteStats,
     pub secs: f64,
 }
 
 impl MixStats {
     pub fn new() -> MixStats {
-        MixStats { hist: OPS.iter().map(|_| histogram()).collect(), errors: vec![0; OPS.len()], secs: 0.0 }
+        MixStats {
+            hist: OPS.iter().map(|_| histogram()).collect(),
+            errors: vec![0; OPS.len()],
+            crossshard: vec![0; OPS.len()],
+            samples: Vec::new(),
+            route: RouteStats::default(),
+            secs: 0.0,
+        }
     }
 
     pub fn merge(&mut self, other: &MixStats) {
@@ -120,7 +172,31 @@ impl MixStats {
         for (e, o) in self.errors.iter_mut().zip(&other.errors) {
             *e += o;
         }
+        for (e, o) in self.crossshard.iter_mut().zip(&other.crossshard) {
+            *e += o;
+        }
+        for s in &other.samples {
+            self.sample(s);
+        }
+        self.route.merge(&other.route);
         self.secs += other.secs;
+    }
+
+    fn sample(&mut self, err: &str) {
+        let short: String = err.chars().take(120).collect();
+        if self.samples.len() < 8 && !self.samples.contains(&short) {
+            self.samples.push(short);
+        }
+    }
+
+    /// Counts an operation's error reply.
+    fn error(&mut self, op: OpKind, err: &str) {
+        if err.starts_with("CROSSSHARD") {
+            self.crossshard[op.index()] += 1;
+        } else {
+            self.errors[op.index()] += 1;
+            self.sample(err);
+        }
     }
 
     pub fn total_ops(&self) -> u64 {
@@ -141,12 +217,14 @@ pub struct MixConfig {
     pub depth: usize,
     pub zipf_s: f64,
     pub seed: u64,
+    /// Operations completed so far, for a progress ticker.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 /// Runs the LinkBench mix against one target for `secs`.
 pub async fn mix(
     target: Target,
-    addr: &str,
+    ep: &Endpoint,
     graph: Arc<Graph>,
     state: Arc<RunState>,
     cfg: &MixConfig,
@@ -156,10 +234,10 @@ pub async fn mix(
     let deadline = started + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for w in 0..cfg.conns {
-        let (graph, state, addr, cfg) = (graph.clone(), state.clone(), addr.to_string(), cfg.clone());
+        let (graph, state, ep, cfg) = (graph.clone(), state.clone(), ep.clone(), cfg.clone());
         let seed =
             cfg.seed ^ (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ state.next_rank.load(Ordering::Relaxed) as u64;
-        tasks.push(tokio::spawn(async move { mix_worker(target, &addr, &graph, &state, &cfg, deadline, seed).await }));
+        tasks.push(tokio::spawn(async move { mix_worker(target, &ep, &graph, &state, &cfg, deadline, seed).await }));
     }
     let mut total = MixStats::new();
     for t in tasks {
@@ -171,7 +249,7 @@ pub async fn mix(
 
 async fn mix_worker(
     target: Target,
-    addr: &str,
+    ep: &Endpoint,
     graph: &Graph,
     state: &RunState,
     cfg: &MixConfig,
@@ -180,8 +258,11 @@ async fn mix_worker(
 ) -> Result<MixStats> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let zipf = Zipf::new(graph.vertices as f64, cfg.zipf_s)?;
-    let mut c = Client::connect(addr).await?;
+    let mut c = ep.connect().await?;
     let mut stats = MixStats::new();
+    let keys = graph.keys;
+    // A cluster without co-location has a vertex's three Redis keys in three slots.
+    let split_del = ep.cluster && keys.groups == 0;
     while Instant::now() < deadline {
         // (op, its Zipf id, number of first-round replies)
         let mut batch: Vec<(OpKind, u64, usize)> = Vec::with_capacity(cfg.depth);
@@ -197,7 +278,8 @@ async fn mix_worker(
                 rank: state.next_rank.fetch_add(1, Ordering::Relaxed),
                 payload: &graph.payload,
             };
-            let cmds = op_commands(target, op, &x);
+            let x = OpArgs { b: keys.colocate(x.a, x.b, graph.vertices), ..x };
+            let cmds = op_commands(target, keys, op, &x);
             cmds.iter().for_each(|cmd| c.push(cmd));
             batch.push((op, x.a, cmds.len()));
         }
@@ -210,14 +292,14 @@ async fn mix_worker(
             for _ in 0..n {
                 replies.push(c.read().await?);
             }
-            if replies.iter().any(|r| matches!(r, Reply::Error(_))) {
-                stats.errors[op.index()] += 1;
+            if let Some(Reply::Error(e)) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+                stats.error(op, e);
             }
             if op == OpKind::DeleteNode && target == Target::Redis {
                 let (mut outs, mut ins) = (Vec::new(), Vec::new());
                 replies[0].bulks(&mut outs);
                 replies[1].bulks(&mut ins);
-                let cmds = delete_node_followup(a, &outs, &ins);
+                let cmds = delete_node_followup(keys, a, &outs, &ins, split_del);
                 cmds.iter().for_each(|cmd| c.push(cmd));
                 followups.push((i, cmds.len()));
             }
@@ -226,10 +308,14 @@ async fn mix_worker(
         if !followups.is_empty() {
             c.flush().await?;
             for (i, n) in followups {
+                let mut failed = None;
                 for _ in 0..n {
-                    if let Reply::Error(_) = c.read().await? {
-                        stats.errors[batch[i].0.index()] += 1;
+                    if let Reply::Error(e) = c.read().await? {
+                        failed = Some(e);
                     }
+                }
+                if let Some(e) = failed {
+                    stats.error(batch[i].0, &e);
                 }
                 done[i] = Instant::now();
             }
@@ -237,29 +323,39 @@ async fn mix_worker(
         for ((op, _, _), t) in batch.iter().zip(done) {
             stats.hist[op.index()].saturating_record(t.duration_since(start).as_micros().max(1) as u64);
         }
+        if let Some(p) = &cfg.progress {
+            p.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
     }
+    stats.route = c.route_stats();
     Ok(stats)
 }
 
 /// Link-list page reads (E.RANGE LIMIT 10 / ZREVRANGE 0 9 WITHSCORES) on Zipf ids for
 /// `secs`: returns (reads, seconds).
-pub async fn range_reads(target: Target, addr: &str, graph: &Graph, cfg: &MixConfig, secs: f64) -> Result<(u64, f64)> {
+pub async fn range_reads(
+    target: Target,
+    ep: &Endpoint,
+    graph: &Graph,
+    cfg: &MixConfig,
+    secs: f64,
+) -> Result<(u64, f64)> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for w in 0..cfg.conns {
-        let (addr, cfg, n) = (addr.to_string(), cfg.clone(), graph.vertices);
+        let (ep, cfg, n, keys) = (ep.clone(), cfg.clone(), graph.vertices, graph.keys);
         tasks.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(w as u64));
             let zipf = Zipf::new(n as f64, cfg.zipf_s)?;
-            let mut c = Client::connect(&addr).await?;
+            let mut c = ep.connect().await?;
             let mut reads = 0u64;
             while Instant::now() < deadline {
                 for _ in 0..cfg.depth {
                     let a = zipf.sample(&mut rng) as u64;
                     match target {
-                        Target::Prism => c.push(&["E.RANGE", &vid(a), EDGE_TYPE, "LIMIT", "10"]),
-                        Target::Redis => c.push(&["ZREVRANGE", &format!("o:{a}:{EDGE_TYPE}"), "0", "9", "WITHSCORES"]),
+                        Target::Prism => c.push(&["E.RANGE", &keys.vid(a), EDGE_TYPE, "LIMIT", "10"]),
+                        Target::Redis => c.push(&["ZREVRANGE", &keys.set("o", a), "0", "9", "WITHSCORES"]),
                     }
                 }
                 c.flush().await?;
@@ -283,11 +379,12 @@ pub async fn range_reads(target: Target, addr: &str, graph: &Graph, cfg: &MixCon
 /// One 2-hop query from `a` on one connection: returns (latency, size of the 2-hop layer).
 /// Prism: `G.KHOP v:a 2 [LIMIT n]`. Redis, client-side: the out-set of `a`, then the
 /// out-sets of all its neighbours in one pipeline, then the union minus `a` and hop 1.
-pub async fn two_hop(target: Target, c: &mut Client, a: u64, limit: usize) -> Result<(Duration, usize)> {
+pub async fn two_hop(target: Target, c: &mut Conn, graph: &Graph, a: u64, limit: usize) -> Result<(Duration, usize)> {
+    let keys = graph.keys;
     let start = Instant::now();
     let size = match target {
         Target::Prism => {
-            let mut args = vec!["G.KHOP".to_string(), vid(a), "2".into()];
+            let mut args = vec!["G.KHOP".to_string(), keys.vid(a), "2".into()];
             if limit > 0 {
                 args.extend(["LIMIT".to_string(), limit.to_string()]);
             }
@@ -306,13 +403,13 @@ pub async fn two_hop(target: Target, c: &mut Client, a: u64, limit: usize) -> Re
         Target::Redis => {
             let stop = if limit > 0 { (limit - 1).to_string() } else { "-1".into() };
             let mut hop1 = Vec::new();
-            c.call(&["ZREVRANGE", &format!("o:{a}:{EDGE_TYPE}"), "0", &stop]).await?.bulks(&mut hop1);
-            for m in &hop1 {
-                let id = String::from_utf8_lossy(m.strip_prefix(b"v:").unwrap_or(m)).into_owned();
-                c.push(&["ZREVRANGE", &format!("o:{id}:{EDGE_TYPE}"), "0", &stop]);
+            c.call(&["ZREVRANGE", &keys.set("o", a), "0", &stop]).await?.bulks(&mut hop1);
+            hop1.retain(|m| super::Keys::id_of(m).is_some());
+            for id in hop1.iter().filter_map(|m| super::Keys::id_of(m)) {
+                c.push(&["ZREVRANGE", &keys.set("o", id), "0", &stop]);
             }
             c.flush().await?;
-            let seen: HashSet<Vec<u8>> = hop1.iter().cloned().chain([vid(a).into_bytes()]).collect();
+            let seen: HashSet<Vec<u8>> = hop1.iter().cloned().chain([keys.vid(a).into_bytes()]).collect();
             let mut hop2 = HashSet::new();
             for _ in 0..hop1.len() {
                 let mut ms = Vec::new();

@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 
+use super::outbox::outbound;
 use super::vertex::Bound;
-use super::{Dir, EdgeHalf, GraphOp, HalfAt, Vertex};
+use super::{Dir, EdgeHalf, GraphOp, HalfAt, RemoteHalf, Vertex};
 use crate::keyspace::{Entry, WriteSet};
 use crate::op::{OpError, Output};
 use crate::value::{HashValue, Value};
@@ -74,7 +75,137 @@ pub(crate) fn apply(set: &mut WriteSet<'_>, op: &GraphOp, now: u64) -> Output {
             _ => Output::Int(0),
         }),
         GraphOp::Confirm { vid, neighbours } => Output::Int(confirm(set, vid, neighbours, now) as i64),
+        GraphOp::AddEdgeOut { out, inn, rank, props } => {
+            if !is_vertex_or_absent(set, &out.owner, now) {
+                return Output::Err(OpError::WrongType);
+            }
+            let rank = rank.unwrap_or(now as i64);
+            let props = props.as_ref().map(|p| {
+                let mut h = HashValue::default();
+                p.iter().for_each(|(f, v)| {
+                    h.insert(f, v);
+                });
+                Some(Box::new(h))
+            });
+            let is_new = put_half(set, out, rank, props, now);
+            outbound(RemoteHalf::Put { half: inn.clone(), rank });
+            Output::Int(is_new as i64)
+        }
+        GraphOp::DelEdgeOut { out, inn } => {
+            if !is_vertex_or_absent(set, &out.owner, now) {
+                return Output::Err(OpError::WrongType);
+            }
+            let removed = remove_half(set, &out.owner, out.dir, &out.etype, &out.other, now);
+            if removed {
+                outbound(RemoteHalf::Remove { half: inn.clone(), if_rank: None });
+            }
+            Output::Int(removed as i64)
+        }
+        GraphOp::DetachAcross { vid, local, remote, delete } => {
+            if !is_vertex_or_absent(set, vid, now) {
+                return Output::Err(OpError::WrongType);
+            }
+            let mut removed = detach(set, vid, local, now);
+            for n in remote {
+                for (etype, dir, rank) in ranked_halves_to(set, vid, n, now) {
+                    if !remove_half(set, vid, dir, &etype, n, now) {
+                        continue;
+                    }
+                    removed += 1;
+                    let half = EdgeHalf {
+                        owner: n.clone(),
+                        dir: dir.opposite(),
+                        etype: Bytes::copy_from_slice(&etype),
+                        other: vid.clone(),
+                    };
+                    outbound(remote_removal(half, rank));
+                }
+            }
+            if *delete {
+                Output::Int(set.table(vid).take(vid, now).is_some() as i64)
+            } else {
+                Output::Int(removed as i64)
+            }
+        }
+        GraphOp::DropRemote { gone, halves } => {
+            let mut owed = 0;
+            for (h, rank) in halves {
+                if holds(set, gone, &h.etype, h.dir.opposite(), &h.holder, now) {
+                    continue;
+                }
+                let half =
+                    EdgeHalf { owner: h.holder.clone(), dir: h.dir, etype: h.etype.clone(), other: gone.clone() };
+                outbound(remote_removal(half, *rank));
+                owed += 1;
+            }
+            Output::Int(owed)
+        }
+        GraphOp::Inbound { halves, .. } => Output::Int(inbound(set, halves, now) as i64),
     }
+}
+
+/// The removal of a half on another shard. An out-half there (its edge's in-side went
+/// away here) is removed only at the rank seen, so a newer E.ADD of the same edge wins;
+/// an in-half is only ever written by its out-side's shard, in outbox order: plain.
+fn remote_removal(half: EdgeHalf, rank: i64) -> RemoteHalf {
+    let if_rank = (half.dir == Dir::Out).then_some(rank);
+    RemoteHalf::Remove { half, if_rank }
+}
+
+/// The halves of `key` pointing at `other`: (type, dir, rank).
+fn ranked_halves_to(set: &mut WriteSet<'_>, key: &[u8], other: &[u8], now: u64) -> Vec<(Box<[u8]>, Dir, i64)> {
+    match set.table(key).get(key, now) {
+        Some(Entry { value: Value::Vertex(v), .. }) => v
+            .types()
+            .iter()
+            .flat_map(|t| [Dir::Out, Dir::In].into_iter().map(move |d| (t, d)))
+            .filter_map(|(t, d)| t.list(d).get(other).map(|h| (t.name.clone(), d, h.rank)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Applies a delivery from another shard's outbox (see [`RemoteHalf`]).
+fn inbound(set: &mut WriteSet<'_>, halves: &[RemoteHalf], now: u64) -> usize {
+    let mut changed = 0;
+    for h in halves {
+        match h {
+            RemoteHalf::Put { half, rank } => {
+                // A key of another type cannot hold a half: the in-half is dropped.
+                if is_vertex_or_absent(set, &half.owner, now) {
+                    put_half(set, half, *rank, Some(None), now);
+                    changed += 1;
+                }
+            }
+            RemoteHalf::Remove { half, if_rank } => {
+                let current = match set.table(&half.owner).get(&half.owner, now) {
+                    Some(Entry { value: Value::Vertex(v), .. }) => {
+                        v.list(&half.etype, half.dir).and_then(|l| l.get(&half.other)).map(|h| h.rank)
+                    }
+                    _ => None,
+                };
+                let Some(current) = current else { continue };
+                if if_rank.is_some_and(|r| r != current) {
+                    continue;
+                }
+                if remove_half(set, &half.owner, half.dir, &half.etype, &half.other, now) {
+                    changed += 1;
+                    if if_rank.is_some() {
+                        // The mirror's removal goes back after any in-half still queued
+                        // here for this edge, so the two sides end alike.
+                        let mirror = EdgeHalf {
+                            owner: half.other.clone(),
+                            dir: half.dir.opposite(),
+                            etype: half.etype.clone(),
+                            other: half.owner.clone(),
+                        };
+                        outbound(RemoteHalf::Remove { half: mirror, if_rank: None });
+                    }
+                }
+            }
+        }
+    }
+    changed
 }
 
 /// The halves of the vertex under `key` that point at `other` and satisfy `keep`:

@@ -27,6 +27,10 @@
 //!   a half naming the gone vertex; a vertex that expires shows at its neighbours until
 //!   active expiry (or any write to its key) removes it.
 //! - FLUSHALL alone runs outside the scope: it empties every slot, neighbours included.
+//! - Across shards: a half whose holder is in a slot this shard does not take writes for
+//!   is not touched here; its removal is owed to the holder's shard through the outbox
+//!   ([`super::outbox`]), appended when the write's cleanup ends, so the outbox gets
+//!   exactly the same entries on every member.
 //!
 //! [`Keyspace::apply_hooked`]: crate::keyspace::Keyspace::apply_hooked
 
@@ -37,6 +41,7 @@ use bytes::Bytes;
 use super::{Dir, GraphOp, HalfAt, TypeLists, Vertex, DETACH_BATCH};
 use crate::keyspace::Keyspace;
 use crate::op::{Op, Output, Write};
+use crate::slot::Slot;
 use crate::value::Value;
 
 /// Halves of a vertex that left its key, named by the id it had.
@@ -105,6 +110,8 @@ impl Cleanup {
                 drop_orphan(ks, now, o);
             }
         }
+        // What this write and its cleanup owe other shards, in apply order.
+        ks.meta.outbox.push(now, super::outbox::take_outbound());
     }
 }
 
@@ -112,6 +119,8 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         if self.owner {
             let _ = PENDING.try_with(|p| p.borrow_mut().take());
+            // A write that did not finish owes nothing (finish took what it owed).
+            drop(super::outbox::take_outbound());
         }
     }
 }
@@ -127,28 +136,38 @@ fn bind_targets(op: &Op, out: &mut Vec<Bytes>) {
     }
 }
 
-/// Removes the other end of every half of `o`, in bounded ops.
+/// Removes the other end of every half of `o`, in bounded ops. Holders on other shards
+/// (slots this shard does not take writes for) get their removal through the outbox
+/// ([`GraphOp::DropRemote`]).
 fn drop_orphan(ks: &Keyspace, now: u64, o: Orphan) {
     let gone = Bytes::from(o.gone.into_vec());
     let mut halves = Vec::new();
+    let mut remote = Vec::new();
+    let apply = |op: GraphOp| ks.apply(&Write { now_ms: now, op: Op::Graph(op) });
     for t in &o.types {
         let etype = Bytes::copy_from_slice(&t.name);
         for dir in [Dir::Out, Dir::In] {
             for h in t.list(dir).iter() {
-                halves.push(HalfAt {
-                    holder: Bytes::copy_from_slice(h.other),
-                    etype: etype.clone(),
-                    dir: dir.opposite(),
-                });
+                let at = HalfAt { holder: Bytes::copy_from_slice(h.other), etype: etype.clone(), dir: dir.opposite() };
+                if ks.meta.accepts_write(Slot::of_key(h.other).get(), false) {
+                    halves.push(at);
+                } else {
+                    remote.push((at, h.rank));
+                }
                 if halves.len() == DETACH_BATCH {
-                    let op = GraphOp::DropHalves { gone: gone.clone(), halves: std::mem::take(&mut halves) };
-                    ks.apply(&Write { now_ms: now, op: Op::Graph(op) });
+                    apply(GraphOp::DropHalves { gone: gone.clone(), halves: std::mem::take(&mut halves) });
+                }
+                if remote.len() == DETACH_BATCH {
+                    apply(GraphOp::DropRemote { gone: gone.clone(), halves: std::mem::take(&mut remote) });
                 }
             }
         }
     }
     if !halves.is_empty() {
-        ks.apply(&Write { now_ms: now, op: Op::Graph(GraphOp::DropHalves { gone, halves }) });
+        apply(GraphOp::DropHalves { gone: gone.clone(), halves });
+    }
+    if !remote.is_empty() {
+        apply(GraphOp::DropRemote { gone, halves: remote });
     }
 }
 

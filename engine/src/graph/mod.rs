@@ -6,9 +6,11 @@
 //!   [`packed`]).
 //! - An edge (src, type, dst) with a rank is stored twice: an out-half in src's vertex and
 //!   an in-half in dst's vertex. [`GraphOp::AddEdge`] and [`GraphOp::DelEdge`] carry the
-//!   two halves as separate [`EdgeHalf`] parts, each applied to its own key, so a later
-//!   fleet layer can apply the in-half on another shard through an outbox; today one op
-//!   applies both, with both keys declared so both slots are locked.
+//!   two halves as separate [`EdgeHalf`] parts, each applied to its own key, with both
+//!   keys declared so both slots are locked. When dst is on another shard,
+//!   [`GraphOp::AddEdgeOut`] / [`GraphOp::DelEdgeOut`] apply the out-half and owe the
+//!   in-half through the shard's [`outbox`]; the other shard applies it with
+//!   [`GraphOp::Inbound`] ([`RemoteHalf`], idempotent).
 //! - The default rank is the write's time in ms (fixed in the log entry), so lists are
 //!   newest first.
 //!
@@ -28,6 +30,7 @@
 pub mod apply;
 pub mod cleanup;
 pub mod edges;
+pub mod outbox;
 pub mod packed;
 pub mod traverse;
 pub mod vertex;
@@ -88,6 +91,30 @@ pub struct HalfAt {
     pub dir: Dir,
 }
 
+/// A change to one half held on another shard, carried by the source shard's outbox
+/// (`crate::shard_meta`) and applied there by [`GraphOp::Inbound`]. Each is idempotent:
+/// applying it again (a redelivery after a lost ack) changes nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteHalf {
+    /// Insert or update the half (the in-half of a cross-shard E.ADD), creating its
+    /// holder as an empty vertex if missing.
+    Put { half: EdgeHalf, rank: i64 },
+    /// Remove the half if present. With `if_rank`, only a half of that rank (an out-half
+    /// whose in-side vertex went away: a newer E.ADD of the same edge is kept), and a
+    /// removal then sends the mirror's removal back through the holder's outbox, after any
+    /// in-half still queued there for that edge.
+    Remove { half: EdgeHalf, if_rank: Option<i64> },
+}
+
+impl RemoteHalf {
+    /// The key holding the half: where the change applies.
+    pub fn holder(&self) -> &Bytes {
+        match self {
+            RemoteHalf::Put { half, .. } | RemoteHalf::Remove { half, .. } => &half.owner,
+        }
+    }
+}
+
 /// Deterministic writes on the graph. New variants go last (the log encodes positions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum GraphOp {
@@ -116,6 +143,23 @@ pub enum GraphOp {
     /// Confirms the unconfirmed halves between `vid` and each listed neighbour whose
     /// mirror exists, on both sides -> number confirmed at `vid`.
     Confirm { vid: Bytes, neighbours: Vec<Bytes> },
+    /// Cross-shard E.ADD on the source shard: the out-half here; the in-half is owed to
+    /// dst's shard through the outbox ([`outbox`]) -> as `AddEdge`. dst's type cannot be
+    /// checked here: an in-half for a key of another type is dropped at delivery.
+    AddEdgeOut { out: EdgeHalf, inn: EdgeHalf, rank: Option<i64>, props: Option<Vec<(Bytes, Bytes)>> },
+    /// Cross-shard E.DEL on the source shard: the out-half here, the in-half's removal
+    /// owed -> as `DelEdge`.
+    DelEdgeOut { out: EdgeHalf, inn: EdgeHalf },
+    /// A V.DEL step with neighbours on other shards: a `Detach` of `local`; the halves
+    /// between `vid` and each of `remote` removed here and their mirrors' removal owed;
+    /// with `delete`, then the vertex removed -> as `Detach` / `DelVertex`.
+    DetachAcross { vid: Bytes, local: Vec<Bytes>, remote: Vec<Bytes>, delete: bool },
+    /// The cleanup's part for holders on other shards: the removal of each half (with its
+    /// rank) is owed, unless `gone` is again a vertex holding its mirror -> number owed.
+    DropRemote { gone: Bytes, halves: Vec<(HalfAt, i64)> },
+    /// A delivery from shard `from`'s outbox: applies each change, idempotently
+    /// ([`RemoteHalf`]) -> number of halves changed.
+    Inbound { from: u32, halves: Vec<RemoteHalf> },
 }
 
 impl GraphOp {
@@ -127,6 +171,13 @@ impl GraphOp {
                 f(&out.owner);
                 f(&inn.owner);
             }
+            GraphOp::AddEdgeOut { out, .. } | GraphOp::DelEdgeOut { out, .. } => f(&out.owner),
+            GraphOp::DetachAcross { vid, local, .. } => {
+                f(vid);
+                local.iter().for_each(|n| f(n));
+            }
+            GraphOp::DropRemote { gone, .. } => f(gone),
+            GraphOp::Inbound { halves, .. } => halves.iter().for_each(|h| f(h.holder())),
             GraphOp::Detach { vid, neighbours }
             | GraphOp::DelVertex { vid, neighbours }
             | GraphOp::Confirm { vid, neighbours } => {

@@ -38,7 +38,7 @@ impl DirSel {
         }
     }
 
-    fn reversed(self) -> DirSel {
+    pub fn reversed(self) -> DirSel {
         match self {
             DirSel::Out => DirSel::In,
             DirSel::In => DirSel::Out,
@@ -103,9 +103,16 @@ pub fn with_vertex<R>(ks: &Keyspace, key: &[u8], now: u64, f: impl FnOnce(&Verte
 
 /// Calls `visit` with each neighbour reachable from `vid` in one step (confirmed halves
 /// only, at most `per_vertex`), under `vid`'s slot read lock. `visit` returns false to
-/// stop early.
-fn neighbours(ks: &Keyspace, now: u64, vid: &[u8], b: &Bounds, dir: DirSel, mut visit: impl FnMut(&[u8]) -> bool) {
-    let _ = with_vertex(ks, vid, now, |v| {
+/// stop early. False if `vid` is not a vertex.
+pub fn neighbours(
+    ks: &Keyspace,
+    now: u64,
+    vid: &[u8],
+    b: &Bounds,
+    dir: DirSel,
+    mut visit: impl FnMut(&[u8]) -> bool,
+) -> bool {
+    let found = with_vertex(ks, vid, now, |v| {
         let mut left = b.per_vertex;
         let mut walk = |list: &super::EdgeList| -> bool {
             for h in list.iter() {
@@ -140,6 +147,60 @@ fn neighbours(ks: &Keyspace, now: u64, vid: &[u8], b: &Bounds, dir: DirSel, mut 
             }
         }
     });
+    matches!(found, Ok(Some(())))
+}
+
+/// Why [`expand`] stopped before the end of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpandStop {
+    MaxVertices,
+    Timeout,
+}
+
+/// One hop over a batch of vertices (a shard's part of a traversal frontier): per vertex,
+/// in order, `None` if it is not a vertex, else its neighbours. Each distinct neighbour is
+/// listed once, at its first occurrence (the coordinator would skip later ones anyway),
+/// and at most `max_distinct` are listed: a traversal bounded by `max_distinct` visited
+/// vertices can hardly use more. When it stopped early the answer says why, and ends
+/// with the (partial) list of the vertex it stopped in, or before the vertex it had no
+/// time for.
+pub fn expand(
+    ks: &Keyspace,
+    now: u64,
+    vertices: &[Bytes],
+    b: &Bounds,
+    dir: DirSel,
+    max_distinct: usize,
+) -> (Vec<Option<Vec<Bytes>>>, Option<ExpandStop>) {
+    let mut listed: HashSet<Bytes> = HashSet::new();
+    let mut out = Vec::with_capacity(vertices.len());
+    for v in vertices {
+        if Instant::now() >= b.deadline {
+            return (out, Some(ExpandStop::Timeout));
+        }
+        let mut list = Vec::new();
+        let mut full = false;
+        let found = neighbours(ks, now, v, b, dir, |n| {
+            if listed.contains(n) {
+                return true;
+            }
+            if listed.len() >= max_distinct {
+                full = true;
+                return false;
+            }
+            let n = Bytes::copy_from_slice(n);
+            listed.insert(n.clone());
+            list.push(n);
+            true
+        });
+        out.push(found.then_some(list));
+        if full {
+            // The partial list counts: with it the answer names more distinct vertices than
+            // the bound, so the traversal is cut by the bound either way.
+            return (out, Some(ExpandStop::MaxVertices));
+        }
+    }
+    (out, None)
 }
 
 /// The vertices at 1..=k hops from `start`, each in the layer of its shortest distance.

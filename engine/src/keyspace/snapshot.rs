@@ -39,6 +39,7 @@ pub type SlotCopy = Vec<(Bytes, Entry)>;
 /// A snapshot being copied.
 pub struct SnapshotInProgress {
     versions: Vec<u64>,
+    meta: crate::shard_meta::ShardMetaImage,
     copied: Box<[AtomicBool]>,
     /// Copies made so far, in no particular order (writers and the copier both push).
     done: Mutex<Vec<(u16, SlotCopy)>>,
@@ -56,6 +57,8 @@ pub struct SnapshotImage {
     /// [`Keyspace::slot_versions`] at the snapshot's instant (empty for an image made by
     /// hand: all zero).
     pub versions: Vec<u64>,
+    /// The shard's metadata ([`crate::shard_meta`]) at the snapshot's instant.
+    pub meta: crate::shard_meta::ShardMetaImage,
     /// How many slots were copied by a write before the background copy reached them.
     pub copied_by_writers: usize,
 }
@@ -139,6 +142,7 @@ impl SnapshotInProgress {
         SnapshotImage {
             slots: done.into_iter().map(|(_, c)| c).collect(),
             versions: self.versions.clone(),
+            meta: self.meta.clone(),
             copied_by_writers: self.by_writers.load(Ordering::Relaxed),
         }
     }
@@ -168,6 +172,7 @@ impl Keyspace {
         }
         let snap = Arc::new(SnapshotInProgress {
             versions: self.slot_versions(),
+            meta: self.meta.image(),
             copied: (0..SLOT_COUNT).map(|_| AtomicBool::new(false)).collect(),
             done: Mutex::new(Vec::with_capacity(SLOT_COUNT)),
             by_writers: AtomicUsize::new(0),

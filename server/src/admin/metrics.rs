@@ -89,6 +89,13 @@ impl Snapshot {
                 get(&st.rejected_connections),
             ),
             (
+                "peer_auth_failures",
+                "Peer handshakes refused: a peer without the cluster secret, with another, or an old protocol.",
+                Counter,
+                None,
+                node.replica().map_or(0.0, |r| r.peer_auth.failures() as f64),
+            ),
+            (
                 "output_buffer_disconnections",
                 "Clients disconnected for exceeding their output buffer limit (pub/sub included).",
                 Counter,
@@ -115,6 +122,21 @@ impl Snapshot {
                 node.limits.maxmemory.load(Ordering::Relaxed) as f64,
             ),
         ];
+        let (outbox, oldest_s) = crate::fleet::outbox::lag(node);
+        figures.push((
+            "outbox_entries",
+            "Cross-shard edge halves this shard still owes other shards (its outbox; leader and replicas alike).",
+            Gauge,
+            None,
+            outbox as f64,
+        ));
+        figures.push((
+            "outbox_oldest_age",
+            "Age of the oldest outbox entry (0 when empty): how far behind cross-shard in-edges are.",
+            Gauge,
+            Some(Unit::Seconds),
+            oldest_s,
+        ));
         if let Some(rss) = rss_bytes() {
             figures.push(("memory_rss", "Resident set size of the process.", Gauge, Some(Unit::Bytes), rss as f64));
         }

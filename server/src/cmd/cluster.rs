@@ -97,6 +97,7 @@ const SUBCOMMANDS: &[CommandSpec] = &[
         "O(N) where N is the number of replicas.",
         replicas,
     ),
+    sub("setslot", -4, ADMIN | STALE, "Binds a hash slot to a node.", "3.0.0", "O(1)", super::reshard::setslot),
     sub(
         "shards",
         2,

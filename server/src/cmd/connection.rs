@@ -78,6 +78,7 @@ fn quit(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     set_proto(ctx, Proto::Resp2);
     ctx.conn.authenticated = !ctx.node.requires_auth();
+    ctx.conn.handle.acl.set(ctx.node.acl.default_user());
     ctx.conn.readonly = false;
     ctx.conn.subscriber = None;
     *ctx.conn.handle.name.lock() = None;
@@ -91,27 +92,23 @@ fn set_proto(ctx: &mut Ctx<'_>, proto: Proto) {
     ctx.conn.handle.resp.store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
 }
 
-/// Checks a username/password pair. Without ACLs the only user is `default`.
-fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> CmdResult<()> {
-    let password = ctx.node.password.read();
-    let Some(expected) = password.as_ref() else {
-        if user == b"default" {
-            return Ok(());
+/// Checks a username/password pair against the ACL users and, when it matches, logs the
+/// connection in as that user. A failure goes to ACL LOG (without the password).
+fn check_password(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> CmdResult<()> {
+    match ctx.node.acl.authenticate(user, pass) {
+        Some(u) => {
+            ctx.conn.handle.acl.set(u);
+            ctx.conn.authenticated = true;
+            Ok(())
         }
-        return Err(CmdError::msg("WRONGPASS invalid username-password pair or user is disabled."));
-    };
-    if user == b"default" && constant_time_eq(expected, pass) {
-        Ok(())
-    } else {
-        Err(CmdError::msg("WRONGPASS invalid username-password pair or user is disabled."))
+        None => {
+            let name = String::from_utf8_lossy(&user[..user.len().min(128)]).into_owned();
+            let context = if ctx.conn.multi.is_some() { "multi" } else { "toplevel" };
+            let info = ctx.conn.handle.describe();
+            ctx.node.acl.log.add(crate::acl::Reason::Auth, context, "AUTH".into(), name, info, ctx.node.now_ms());
+            Err(CmdError::msg("WRONGPASS invalid username-password pair or user is disabled."))
+        }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -126,10 +123,7 @@ fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         );
     }
     match check_password(ctx, user, pass) {
-        Ok(()) => {
-            ctx.conn.authenticated = true;
-            ctx.out.ok();
-        }
+        Ok(()) => ctx.out.ok(),
         Err(e) => ctx.out.error(&e.0),
     }
 }
@@ -152,7 +146,6 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             if let Err(e) = check_password(ctx, &args[i + 1], &args[i + 2]) {
                 return ctx.out.error(&e.0);
             }
-            ctx.conn.authenticated = true;
             i += 3;
         } else if is(&args[i], "SETNAME") && i + 1 < args.len() {
             if let Err(e) = super::server::validate_client_name(&args[i + 1]) {

@@ -72,7 +72,7 @@ fn dump_cmd(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
 }
 
-fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
+pub(super) fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
     let (mut replace, mut absttl, mut idle, mut freq) = (false, false, false, false);
     let mut j = 4;
     while j < args.len() {

@@ -6,6 +6,7 @@
 //! write a reply (reads) or return an [`Op`] (writes), never both. Errors become replies
 //! in one place, [`CmdError`], with Redis's words.
 
+pub mod acl;
 pub mod blocking;
 pub mod cluster;
 pub mod command;
@@ -19,6 +20,7 @@ pub mod migrate;
 pub mod multi;
 pub mod pubsub;
 pub mod raft;
+pub mod reshard;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -77,11 +79,11 @@ impl Ctx<'_> {
         op.for_each_key(|k| {
             slot.get_or_insert_with(|| Slot::of_key(k));
         });
-        self.conn.pending.push(Pending {
-            write: Some(Write { now_ms, op }),
-            slot,
-            render: Render::Custom(Box::new(render)),
-        });
+        let (op, render) = match self.conn.slot_guard.take() {
+            Some(guard) => (guarded(op, guard), unwrap_guarded(Box::new(render))),
+            None => (op, Box::new(render) as crate::pending::RenderFn),
+        };
+        self.conn.pending.push(Pending { write: Some(Write { now_ms, op }), slot, render: Render::Custom(render) });
     }
 
     /// Replies an error and counts it for INFO.
@@ -228,7 +230,14 @@ fn execute_checked(
         },
         _ => (spec, spec.name),
     };
-    let shard = match route(node, spec, args, conn.readonly) {
+    // ACL: one flag test for a user who may do everything (the default user).
+    if conn.handle.acl.restricted() && !spec.has(flag::NO_AUTH) {
+        if let Err(e) = crate::acl::permit(node, conn, spec, args) {
+            return refused(node, conn, out, args, e);
+        }
+    }
+    conn.slot_guard = None;
+    let shard = match route(node, spec, args, conn) {
         Ok(shard) => shard,
         Err(e) => return refused(node, conn, out, args, e),
     };
@@ -242,6 +251,9 @@ fn execute_checked(
     if (spec.has(flag::DENYOOM) || multi::rejects_on_oom(conn, spec)) && node.over_maxmemory() {
         let e = CmdError::msg("OOM command not allowed when used memory > 'maxmemory'.");
         return refused(node, conn, out, args, e);
+    }
+    if spec.has(flag::ADMIN) || (spec.has(flag::WRITE) && spec.keys == table::KeySpec::None) {
+        crate::acl::audit(conn, full_name, args);
     }
     // Inside MULTI, a command that passed the checks above waits for EXEC.
     if conn.multi.is_some() && multi::queues(spec) {
@@ -267,14 +279,36 @@ fn execute_checked(
     }
     let (started, mark) = (conn.clock_mark.take().unwrap_or_else(std::time::Instant::now), out.buf.len());
     conn.handle.touch(full_name, started);
+    conn.asking = false;
     let mut ctx = Ctx { node, conn, out };
     match spec.handler {
-        Handler::Direct(f) => f(&mut ctx, args),
+        Handler::Direct(f) => {
+            f(&mut ctx, args);
+            // A read in a migrating slot: a key may have moved while it ran (fleet/moving.rs).
+            if let Some((slot, version)) = ctx.conn.slot_guard.take() {
+                if !spec.has(flag::WRITE) && ctx.conn.pending.is_empty() && moved_meanwhile(node, slot, version) {
+                    ctx.out.buf.truncate(mark);
+                    ctx.fail(crate::fleet::moving::retry(slot));
+                }
+            }
+        }
         Handler::Write(f) => match f(&mut ctx, args) {
             Ok(op) if node.replica().is_some() => {
                 let slot = spec.key_indexes_in(args).next().map(|i| Slot::of_key(&args[i]));
+                let (op, render) = match ctx.conn.slot_guard.take() {
+                    Some(guard) => {
+                        let plain: crate::pending::RenderFn = Box::new(|conn, out, o| {
+                            if matches!(o, Output::Err(_)) {
+                                conn.errors += 1;
+                            }
+                            out.output(&o)
+                        });
+                        (guarded(op, guard), Render::Custom(unwrap_guarded(plain)))
+                    }
+                    None => (op, Render::Output),
+                };
                 let write = Write { now_ms: ctx.now_ms(), op };
-                ctx.conn.pending.push(Pending { write: Some(write), slot, render: Render::Output });
+                ctx.conn.pending.push(Pending { write: Some(write), slot, render });
             }
             Ok(op) => {
                 let result = node.write_at(op, ctx.now_ms());
@@ -291,6 +325,39 @@ fn execute_checked(
     }
     crate::stats::ran(node, ctx.conn, ctx.out, spec, args, mark, started);
     Some(Exec::Done)
+}
+
+/// A write to a migrating slot, guarded on the slot's version when its keys were seen
+/// here (fleet/moving.rs): it applies only if none of the slot's keys moved since.
+fn guarded(op: Op, (slot, version): (u16, u64)) -> Op {
+    Op::Guarded(Box::new(prism_engine::op::Guarded {
+        tag: 0,
+        versions: vec![(slot, version)],
+        expires_at: 0,
+        ops: vec![op],
+    }))
+}
+
+/// Renders a [`guarded`] write's output as the plain write's: its single item, or
+/// `-TRYAGAIN` when the guard failed (a key moved; the client retries and is sent on).
+fn unwrap_guarded(render: crate::pending::RenderFn) -> crate::pending::RenderFn {
+    Box::new(move |conn, out, o| match o {
+        Output::Array(mut items) if items.len() == 1 => render(conn, out, items.pop().unwrap_or(Output::Nil)),
+        Output::Err(e) => {
+            conn.errors += 1;
+            out.error(&e.to_string());
+        }
+        _ => {
+            conn.errors += 1;
+            out.error("TRYAGAIN a key of the slot moved to another shard meanwhile; retry");
+        }
+    })
+}
+
+/// True when a write touched `slot` since `version` (a read there may have missed a key
+/// that moved).
+fn moved_meanwhile(node: &Node, slot: u16, version: u64) -> bool {
+    Slot::new(u64::from(slot)).is_some_and(|s| node.keyspace.slot_version(s) != version)
 }
 
 /// [`reject`] for `execute_checked`, which answers `None` for a refused request.
@@ -340,7 +407,8 @@ fn sub_name(container: &'static CommandSpec, sub: &'static CommandSpec) -> &'sta
 /// shard; returns that shard (`None` for a keyless request). In a fleet of several shards
 /// the keys must share one slot, as Redis Cluster requires (so a request never spans a
 /// slot that may move to another shard); a node serving every slot allows any keys.
-fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], readonly: bool) -> CmdResult<Option<usize>> {
+fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], conn: &mut ConnState) -> CmdResult<Option<usize>> {
+    let readonly = conn.readonly;
     let mut keys = spec.key_indexes_in(args);
     let Some(first) = keys.next() else {
         return Ok(None);
@@ -364,6 +432,20 @@ fn route(node: &Node, spec: &CommandSpec, args: &[Bytes], readonly: bool) -> Cmd
             return Err(CmdError::msg("CROSSSLOT Keys in request don't hash to the same slot"));
         }
     }
+    // A fleet node decides from its shard's own slot state (slots moving, or moved
+    // before the map caught up): fleet/moving.rs.
+    let fleet = node.replica().and_then(|r| r.fleet.as_ref());
+    let asking = conn.asking || spec.name == "restore-asking";
+    let first_route = match fleet {
+        Some(view) => match crate::fleet::moving::route(node, view, spec, args, first_slot, asking)? {
+            crate::fleet::moving::Decision::Serve => Route::Local(topology.myself().shard),
+            crate::fleet::moving::Decision::Guard(slot, version) => {
+                conn.slot_guard = Some((slot, version));
+                Route::Local(topology.myself().shard)
+            }
+        },
+        None => first_route,
+    };
     match first_route {
         Route::Local(shard) => {
             // A member that does not lead serves only READONLY reads itself.

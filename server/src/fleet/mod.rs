@@ -26,6 +26,10 @@
 //!
 //! [`plan`]: FleetSpec::plan
 
+pub mod fanout;
+pub mod mover;
+pub mod moving;
+pub mod outbox;
 pub mod view;
 
 use std::collections::{BTreeMap, HashSet};
@@ -164,6 +168,22 @@ impl FleetSpec {
     /// The shard `node` is a member of, if any.
     pub fn shard_of_node(&self, node: u64) -> Option<&ShardSpec> {
         self.shards.iter().find(|s| s.members.iter().any(|m| m.id == node))
+    }
+
+    /// The shard id that owns each slot per the file (`NO_SHARD` where none does):
+    /// the base of every node's slot ownership (`prism_engine::shard_meta`).
+    pub fn base_owners(&self) -> Vec<u32> {
+        let mut owners = vec![prism_engine::shard_meta::NO_SHARD; prism_engine::SLOT_COUNT];
+        for shard in &self.shards {
+            for &(first, last) in &shard.slots {
+                for slot in first..=last {
+                    if let Some(o) = owners.get_mut(slot as usize) {
+                        *o = shard.id;
+                    }
+                }
+            }
+        }
+        owners
     }
 
     /// Every member of the fleet.

@@ -22,6 +22,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prism_engine::Keyspace;
 use prism_replication::{NodeStatus, PeerNetwork};
 use tokio::sync::Notify;
 
@@ -51,6 +52,11 @@ pub struct FleetView {
     pub spec: FleetSpec,
     pub me: u64,
     pub my_shard: u32,
+    /// This node's keyspace: its shard's slot claims are read from it.
+    keyspace: Arc<Keyspace>,
+    /// Per slot, the owning shard and the epoch of that claim: the topology file's shard
+    /// at epoch 0, then the highest-epoch claim heard (module header).
+    owners: Mutex<Vec<(u32, u64)>>,
     started: Instant,
     hints: Mutex<HashMap<u32, ShardHint>>,
     heard: Mutex<HashMap<u64, Instant>>,
@@ -59,13 +65,16 @@ pub struct FleetView {
 }
 
 impl FleetView {
-    pub fn new(spec: FleetSpec, me: u64) -> Result<FleetView, String> {
+    pub fn new(spec: FleetSpec, me: u64, keyspace: Arc<Keyspace>) -> Result<FleetView, String> {
         let my_shard =
             spec.shard_of_node(me).map(|s| s.id).ok_or_else(|| format!("node-id {me} is not in any shard"))?;
+        let owners = spec.base_owners().into_iter().map(|o| (o, 0)).collect();
         Ok(FleetView {
             spec,
             me,
             my_shard,
+            keyspace,
+            owners: Mutex::new(owners),
             started: Instant::now(),
             hints: Mutex::default(),
             heard: Mutex::default(),
@@ -76,12 +85,44 @@ impl FleetView {
     /// Takes in a status another node sent.
     pub fn noted(&self, status: NodeStatus) {
         self.heard.lock().insert(status.node, Instant::now());
+        if self.claims_heard(&status.claims) {
+            self.changed.notify_one();
+        }
         if status.group == self.my_shard || self.spec.shards.iter().all(|s| s.id != status.group) {
             return;
         }
         if self.hint(status.group, status.term, status.leader, status.membership_index, &status.members) {
             self.changed.notify_one();
         }
+    }
+
+    /// Takes in slot claims (this node's or another's); true when an owner changed.
+    /// Per slot the highest epoch wins; equal epochs name the same move, hence the same
+    /// owner.
+    fn claims_heard(&self, claims: &[(u16, u16, u32, u64)]) -> bool {
+        let mut owners = self.owners.lock();
+        let mut changed = false;
+        for &(first, last, owner, epoch) in claims {
+            for slot in first..=last {
+                if let Some(o) = owners.get_mut(slot as usize) {
+                    if epoch > o.1 {
+                        changed |= o.0 != owner;
+                        *o = (owner, epoch);
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// The shard that owns `slot` as this node knows it, and the claim's epoch.
+    pub fn owner_of(&self, slot: u16) -> (u32, u64) {
+        self.owners.lock().get(slot as usize).copied().unwrap_or((prism_engine::shard_meta::NO_SHARD, 0))
+    }
+
+    /// The highest claim epoch known (a new move's epoch is above it).
+    pub fn max_epoch(&self) -> u64 {
+        self.owners.lock().iter().map(|o| o.1).max().unwrap_or(0)
     }
 
     /// Records what is known of `group`; true when that changed anything.
@@ -130,6 +171,7 @@ impl FleetView {
             leader: leadership.leader,
             membership_index: index,
             members,
+            claims: self.keyspace.meta.claim_ranges(),
         }
     }
 
@@ -149,13 +191,15 @@ impl FleetView {
         let own = self.status(replica);
         // Our own leader, when known, is the best hint for our shard too.
         self.hint(self.my_shard, own.term, own.leader, 0, &[]);
+        self.claims_heard(&own.claims);
+        let ranges = self.slot_ranges();
         let hints = self.hints.lock().clone();
         let mut shards = Vec::with_capacity(self.spec.shards.len());
         let mut nodes = Vec::new();
         let mut myself = 0;
         let mut epoch = 0;
         for (index, shard) in self.spec.shards.iter().enumerate() {
-            shards.push((format!("{:040x}", shard.id), shard.slots.clone()));
+            shards.push((format!("{:040x}", shard.id), ranges.get(&shard.id).cloned().unwrap_or_default()));
             let hint = hints.get(&shard.id).cloned().unwrap_or_default();
             let members: Vec<GroupMember> = if shard.id == self.my_shard {
                 replica.membership().into_iter().map(|(m, _)| m).collect()
@@ -188,6 +232,20 @@ impl FleetView {
             }
         }
         Topology::new(shards, nodes, myself, epoch.max(1))
+    }
+
+    /// Each shard's slots as ranges, from the owners map.
+    fn slot_ranges(&self) -> HashMap<u32, Vec<(u16, u16)>> {
+        let owners = self.owners.lock();
+        let mut out: HashMap<u32, Vec<(u16, u16)>> = HashMap::new();
+        let mut start = 0usize;
+        for i in 1..=owners.len() {
+            if i == owners.len() || owners[i].0 != owners[start].0 {
+                out.entry(owners[start].0).or_default().push((start as u16, (i - 1) as u16));
+                start = i;
+            }
+        }
+        out
     }
 
     /// Signals that this node's own group changed (leader, term or membership): its

@@ -10,6 +10,10 @@
 //! looks at the other end. Unconfirmed (restored, mirror not seen yet) halves are skipped.
 //! The one exception is `IN ... WITHPROPS`: an edge's properties live on its out-half, so
 //! those rows are copied out and each one's properties read from the other vertex.
+//!
+//! In a fleet, an edge whose dst is on another shard is written as its out-half plus an
+//! outbox entry owing the in-half ([`crosses`]): E.RANGE / E.COUNT OUT on src see it at
+//! once, IN on dst once delivered (eventually; docs/fleet.md).
 
 use bytes::Bytes;
 use prism_engine::graph::edges::HalfRef;
@@ -28,26 +32,29 @@ pub const MAX_LIMIT: usize = 100_000;
 
 type Props = Vec<(Bytes, Bytes)>;
 
-/// Both endpoints of an edge must be served by this node's shard: the in-edge half is
-/// written in the destination's slot by the same apply. Cross-shard edges need the
-/// durable outbox (issue 6, not built yet), so until then they are refused rather than
-/// stored on a shard that does not serve the destination.
-fn same_shard(ctx: &Ctx<'_>, src: &[u8], dst: &[u8]) -> CmdResult<()> {
-    let topology = ctx.node.topology.load();
-    let shard = |key: &[u8]| topology.shard_of(prism_engine::Slot::of_key(key));
-    if shard(src) == shard(dst) {
-        Ok(())
-    } else {
-        Err(CmdError::msg(
-            "CROSSSHARD the edge's endpoints are served by different shards; edges across shards are not \
-             supported yet (co-locate them with a {hash tag})",
-        ))
+/// Most entries a shard's cross-shard outbox holds before cross-shard edge writes are
+/// refused with `-BUSY` (the destination is down or cut off for long): bounded memory.
+pub const OUTBOX_LIMIT: usize = 1_000_000;
+
+/// Whether the edge's in-half lives on another shard (dst's slot takes no writes here):
+/// the write then stores the out-half and owes the in-half through the outbox
+/// (`prism_engine::graph::outbox`). Outside a fleet every slot is served here.
+pub(super) fn crosses(ctx: &Ctx<'_>, dst: &[u8]) -> CmdResult<bool> {
+    let meta = &ctx.node.keyspace.meta;
+    if meta.accepts_write(prism_engine::Slot::of_key(dst).get(), false) {
+        return Ok(false);
     }
+    if meta.outbox.lag().0 >= OUTBOX_LIMIT {
+        return Err(CmdError::msg(
+            "BUSY the cross-shard edge outbox is full (another shard has not taken its edges for long); retry later",
+        ));
+    }
+    Ok(true)
 }
 
 /// `E.ADD src type dst [RANK r] [PROPS field value ...]`.
 pub(super) fn e_add(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
-    same_shard(ctx, &args[1], &args[3])?;
+    let cross = crosses(ctx, &args[3])?;
     let mut rank = None;
     let mut props = None;
     let mut i = 4;
@@ -63,13 +70,17 @@ pub(super) fn e_add(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
         }
     }
     let (out, inn) = EdgeHalf::pair(&args[1], &args[2], &args[3]);
-    Ok(Op::Graph(GraphOp::AddEdge { out, inn, rank, props }))
+    Ok(Op::Graph(if cross {
+        GraphOp::AddEdgeOut { out, inn, rank, props }
+    } else {
+        GraphOp::AddEdge { out, inn, rank, props }
+    }))
 }
 
 pub(super) fn e_del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult<Op> {
-    same_shard(ctx, &args[1], &args[3])?;
+    let cross = crosses(ctx, &args[3])?;
     let (out, inn) = EdgeHalf::pair(&args[1], &args[2], &args[3]);
-    Ok(Op::Graph(GraphOp::DelEdge { out, inn }))
+    Ok(Op::Graph(if cross { GraphOp::DelEdgeOut { out, inn } } else { GraphOp::DelEdge { out, inn } }))
 }
 
 fn props_of(h: &HalfRef<'_>) -> Props {

@@ -252,12 +252,16 @@ fn v_del(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             };
         let left = rounds.get_or_insert(4 * (degree / DETACH_BATCH) + 16);
         *left -= 1;
-        let op = if last || *left == 0 {
-            GraphOp::DelVertex { vid: vid.clone(), neighbours }
-        } else {
-            GraphOp::Detach { vid: vid.clone(), neighbours }
+        let done = last || *left == 0;
+        // Neighbours on other shards: their halves' removal goes through the outbox.
+        let meta = &ctx.node.keyspace.meta;
+        let (local, remote): (Vec<Bytes>, Vec<Bytes>) =
+            neighbours.into_iter().partition(|n| meta.accepts_write(prism_engine::Slot::of_key(n).get(), false));
+        let op = match (remote.is_empty(), done) {
+            (true, true) => GraphOp::DelVertex { vid: vid.clone(), neighbours: local },
+            (true, false) => GraphOp::Detach { vid: vid.clone(), neighbours: local },
+            (false, delete) => GraphOp::DetachAcross { vid: vid.clone(), local, remote, delete },
         };
-        let done = matches!(op, GraphOp::DelVertex { .. });
         if ctx.node.replica().is_some() {
             // Replicated: one round per committed write; the connection runs V.DEL again
             // after each detach round until the vertex itself is deleted.

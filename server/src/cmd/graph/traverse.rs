@@ -4,14 +4,19 @@
 //! and answer a map whose `truncated` entry is null for a complete answer or names the
 //! bound that cut it short (`maxvertices`, `timeout`, `maxdepth`). The deadline is real
 //! time on this node: it bounds work, it is not data, so it does not use the node clock.
+//!
+//! In a fleet of several shards both fan out per hop to the shards holding the frontier
+//! (`crate::fleet::fanout`), as the connection's deferred reply; the start vertex is a
+//! key of this shard (cluster clients route by it) and is checked here first.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prism_engine::graph::traverse::{khop, shortest_path, Bounds, Cut, DirSel};
+use prism_engine::graph::traverse::{khop, shortest_path, with_vertex, Bounds, Cut, DirSel, KHop, PathResult};
 
 use super::op_err;
 use crate::cmd::{arg_i64, is, CmdError, CmdResult, Ctx};
+use crate::fleet::fanout::Fanout;
 use crate::resp::ReplyWriter;
 
 pub const DEFAULT_MAX_VERTICES: usize = 100_000;
@@ -109,6 +114,20 @@ pub(super) fn g_khop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Err(e) => return ctx.fail(e),
     };
     let now = ctx.now_ms();
+    if let Some(fanout) = Fanout::new(ctx.node, ctx.conn.readonly, now) {
+        let start = args[1].clone();
+        if !start_is_vertex(ctx, &start, now) {
+            return;
+        }
+        ctx.conn.deferred = Some(Box::pin(async move {
+            let result = fanout.khop(&start, k, &bounds).await;
+            Box::new(move |out: &mut ReplyWriter| match result {
+                Ok(r) => write_khop(out, &r),
+                Err(e) => out.error(&e.0),
+            }) as crate::conn::DeferredReply
+        }));
+        return;
+    }
     let result = match khop(&ctx.node.keyspace, now, &args[1], k, &bounds) {
         Ok(r) => r,
         Err(e) => return ctx.fail(op_err(e)),
@@ -116,6 +135,10 @@ pub(super) fn g_khop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     ctx.hit(result.is_some());
     let out = &mut *ctx.out;
     let Some(r) = result else { return out.null() };
+    write_khop(out, &r);
+}
+
+fn write_khop(out: &mut ReplyWriter, r: &KHop) {
     out.map(2);
     out.bulk(b"hops");
     out.array(r.hops.len());
@@ -123,6 +146,36 @@ pub(super) fn g_khop(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         out.bulks(hop.iter().map(|v| &v[..]));
     }
     write_cut(out, r.cut);
+}
+
+fn write_path(out: &mut ReplyWriter, r: &PathResult) {
+    out.map(2);
+    out.bulk(b"path");
+    match &r.path {
+        Some(p) => out.bulks(p.iter().map(|v| &v[..])),
+        None => out.null(),
+    }
+    write_cut(out, r.cut);
+}
+
+/// In a fleet: checks the traversal's start (a key of this shard) here, replying null
+/// (not a vertex) or WRONGTYPE itself; true when the traversal goes on.
+fn start_is_vertex(ctx: &mut Ctx<'_>, start: &[u8], now: u64) -> bool {
+    match with_vertex(&ctx.node.keyspace, start, now, |_| ()) {
+        Ok(Some(())) => {
+            ctx.hit(true);
+            true
+        }
+        Ok(None) => {
+            ctx.hit(false);
+            ctx.out.null();
+            false
+        }
+        Err(e) => {
+            ctx.fail(op_err(e));
+            false
+        }
+    }
 }
 
 /// `G.PATH src dst [TYPE t ...] [DIR OUT|IN|BOTH] [MAXDEPTH d] [MAXVERTICES n] [TIMEOUT ms]`
@@ -134,6 +187,20 @@ pub(super) fn g_path(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Err(e) => return ctx.fail(e),
     };
     let now = ctx.now_ms();
+    if let Some(fanout) = Fanout::new(ctx.node, ctx.conn.readonly, now) {
+        let (src, dst) = (args[1].clone(), args[2].clone());
+        if !start_is_vertex(ctx, &src, now) {
+            return;
+        }
+        ctx.conn.deferred = Some(Box::pin(async move {
+            let result = fanout.path(&src, &dst, depth, &bounds).await;
+            Box::new(move |out: &mut ReplyWriter| match result {
+                Ok(r) => write_path(out, &r),
+                Err(e) => out.error(&e.0),
+            }) as crate::conn::DeferredReply
+        }));
+        return;
+    }
     let result = match shortest_path(&ctx.node.keyspace, now, &args[1], &args[2], depth, &bounds) {
         Ok(r) => r,
         Err(e) => return ctx.fail(op_err(e)),
@@ -141,11 +208,5 @@ pub(super) fn g_path(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     ctx.hit(result.is_some());
     let out = &mut *ctx.out;
     let Some(r) = result else { return out.null() };
-    out.map(2);
-    out.bulk(b"path");
-    match &r.path {
-        Some(p) => out.bulks(p.iter().map(|v| &v[..])),
-        None => out.null(),
-    }
-    write_cut(out, r.cut);
+    write_path(out, &r);
 }

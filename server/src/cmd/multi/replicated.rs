@@ -286,6 +286,8 @@ fn scratch(conn: &ConnState) -> ConnState {
         close: false,
         local_ip: conn.local_ip,
         readonly: conn.readonly,
+        asking: false,
+        slot_guard: None,
         subscriber: None,
         blocked: None,
         multi: None,

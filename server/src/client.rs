@@ -1,5 +1,6 @@
-//! The loader's side of the wire: commands encoded as RESP multibulks, and a decoder for
-//! the replies a node sends back (RESP2, plus the RESP3 types a node may use, so a reply
+//! A small RESP client, for `prism load` and `prism cluster` and for a node talking to
+//! another node's client port (the resharding mover): commands encoded as RESP
+//! multibulks, and a decoder for the replies a node sends back (RESP2, plus the RESP3 types a node may use, so a reply
 //! is never misread as the start of the next one).
 //!
 //! The decoder keeps values only where the loader looks at them (error text, CLUSTER

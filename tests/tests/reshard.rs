@@ -1,0 +1,234 @@
+//! Resharding online: a fleet of 2 shards x 3 members (6 real `prism` processes) moves
+//! slots from one shard to the other and back with `prism cluster reshard` while clients
+//! read and write every key of those slots, following `-MOVED`, `-ASK` (behind ASKING)
+//! and `-TRYAGAIN`; the history must be linearizable (every acknowledged write found, no
+//! lost or stale read), the keys must end on the new owner, and a SETSLOT that would
+//! strand keys is refused.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use prism_tests::fleet::{shard_slots, Fleet, FleetOptions, RespConn};
+use prism_tests::history::{Workload, WorkloadOptions};
+use redis_protocol::resp2::types::OwnedFrame;
+
+const SHARDS: usize = 2;
+const MEMBERS: usize = 3;
+const BOUND: Duration = Duration::from_secs(60);
+
+fn start() -> Fleet {
+    let opts = FleetOptions { nodes: SHARDS * MEMBERS, shards: SHARDS, ..FleetOptions::default() };
+    let fleet = Fleet::start(&opts).expect("start a 6-node fleet");
+    let deadline = Instant::now() + BOUND;
+    while (0..SHARDS).any(|s| leader_of(&fleet, s).is_none()) {
+        assert!(Instant::now() < deadline, "no leader in every shard");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fleet
+}
+
+fn leader_of(fleet: &Fleet, s: usize) -> Option<usize> {
+    (s * MEMBERS..(s + 1) * MEMBERS).find(|&i| fleet.raft_info(i).is_some_and(|r| r.role == "leader"))
+}
+
+fn call(addr: SocketAddr, args: &[&str]) -> OwnedFrame {
+    let mut c = RespConn::connect(addr, Duration::from_secs(5)).expect("connect");
+    c.call(args).expect("reply")
+}
+
+fn key_slot(key: &str) -> u16 {
+    prism_engine::Slot::of_key(key.as_bytes()).get()
+}
+
+/// `prism cluster reshard` on the fleet's topology file.
+fn reshard(fleet: &Fleet, slots: &str, to: usize) {
+    let topology = fleet.topology_path().expect("topology file");
+    let out = Command::new(prism_tests::prism_bin())
+        .args(["cluster", "reshard", "--topology"])
+        .arg(&topology)
+        .args(["--slots", slots, "--to", &to.to_string(), "--wait", "120"])
+        .output()
+        .expect("run prism cluster reshard");
+    assert!(
+        out.status.success(),
+        "reshard {slots} -> {to} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The client port of the master serving `slot`, per CLUSTER SLOTS of `addr`.
+fn master_port(addr: SocketAddr, slot: u16) -> Option<i64> {
+    let OwnedFrame::Array(ranges) = call(addr, &["CLUSTER", "SLOTS"]) else { return None };
+    ranges.iter().find_map(|r| match r {
+        OwnedFrame::Array(p) => match (&p[0], &p[1], &p[2]) {
+            (OwnedFrame::Integer(a), OwnedFrame::Integer(b), OwnedFrame::Array(m))
+                if (*a..=*b).contains(&i64::from(slot)) =>
+            {
+                match m.get(1) {
+                    Some(OwnedFrame::Integer(port)) => Some(*port),
+                    _ => None,
+                }
+            }
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[test]
+fn slots_move_back_and_forth_under_a_linearizable_workload() {
+    let fleet = start();
+    let addrs = fleet.client_addrs();
+    let (first, last) = shard_slots(0, SHARDS);
+    // The workload's keys k0..k23; move the slots of those served by shard 1 (id 1).
+    let keys = 24;
+    let mut moving: Vec<u16> =
+        (0..keys).map(|k| key_slot(&format!("k{k}"))).filter(|s| (first..=last).contains(s)).collect();
+    moving.sort_unstable();
+    moving.dedup();
+    assert!(moving.len() >= 4, "too few workload keys on shard 1: {moving:?}");
+    let slots = moving.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+
+    let opts = WorkloadOptions { clients: 4, keys, read_percent: 40, seed: 7, ..WorkloadOptions::default() };
+    let mut w = Workload::start(addrs.clone(), opts);
+    std::thread::sleep(Duration::from_millis(800));
+    for round in 0..2 {
+        reshard(&fleet, &slots, 2);
+        // Every node's map shows shard 2 (nodes 4..6) as the owner once gossip caught up.
+        let deadline = Instant::now() + BOUND;
+        let shard2_ports: Vec<i64> = addrs[MEMBERS..].iter().map(|a| i64::from(a.port())).collect();
+        while !addrs.iter().all(|&a| master_port(a, moving[0]).is_some_and(|p| shard2_ports.contains(&p))) {
+            assert!(Instant::now() < deadline, "round {round}: the fleet's map never showed the move");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        reshard(&fleet, &slots, 1);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    w.stop();
+    w.final_reads(BOUND).expect("final reads");
+    let report = w.check();
+    let counts = w.counts();
+    println!("reshard: {counts}\nreshard: {report}\nunexpected: {:?}", w.unexpected_replies());
+    assert!(report.is_linearizable(), "{report}");
+    assert!(counts.writes_ok > 50, "too few acknowledged writes: {counts}");
+    assert!(w.unexpected_replies().is_empty(), "replies outside the contract: {:?}", w.unexpected_replies());
+
+    // Back on shard 1: its leader holds the keys; shard 2's holds none of those slots.
+    let l1 = leader_of(&fleet, 0).expect("shard 1 leader");
+    let l2 = leader_of(&fleet, 1).expect("shard 2 leader");
+    for &s in &moving {
+        let n = |i: usize| match call(addrs[i], &["CLUSTER", "COUNTKEYSINSLOT", &s.to_string()]) {
+            OwnedFrame::Integer(n) => n,
+            other => panic!("COUNTKEYSINSLOT: {other:?}"),
+        };
+        assert_eq!(n(l2), 0, "slot {s} left keys on shard 2");
+        assert!(n(l1) >= 1, "slot {s} has no keys on shard 1");
+    }
+}
+
+#[test]
+fn setslot_refuses_what_would_strand_keys() {
+    let fleet = start();
+    let addrs = fleet.client_addrs();
+    let l1 = leader_of(&fleet, 0).expect("leader");
+    let l2 = leader_of(&fleet, 1).expect("leader");
+    let key = (0..1000).map(|k| format!("s{k}")).find(|k| key_slot(k) < 100).expect("a key of a low slot");
+    let slot = key_slot(&key).to_string();
+    let mut c = RespConn::connect(addrs[l1], Duration::from_secs(5)).expect("connect");
+    assert!(matches!(c.call(&["SET", &key, "v"]), Ok(OwnedFrame::SimpleString(_))));
+    let id = |i: usize| match call(addrs[i], &["CLUSTER", "MYID"]) {
+        OwnedFrame::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("MYID: {other:?}"),
+    };
+    let err = |f: OwnedFrame| match f {
+        OwnedFrame::Error(e) => e.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    // Giving away a slot that still holds a key: Redis's refusal.
+    let e = err(call(addrs[l1], &["CLUSTER", "SETSLOT", &slot, "NODE", &id(l2)]));
+    assert!(e.contains("still hold keys"), "{e}");
+    // Taking a slot that was never imported.
+    let e = err(call(addrs[l2], &["CLUSTER", "SETSLOT", &slot, "NODE", &id(l2)]));
+    assert!(e.contains("not being imported"), "{e}");
+    // Bad arguments.
+    assert!(err(call(addrs[l1], &["CLUSTER", "SETSLOT", "16384", "STABLE"])).contains("slot"));
+    assert!(err(call(addrs[l1], &["CLUSTER", "SETSLOT", &slot, "MIGRATING", "nosuchnode"])).contains("don't know"));
+    // Nothing changed: the key is still served where it was.
+    assert_eq!(call(addrs[l1], &["GET", &key]), OwnedFrame::BulkString(b"v".to_vec()));
+    // A write on shard 2 for that slot is redirected to shard 1's leader.
+    let e = err(call(addrs[l2], &["SET", &key, "w"]));
+    assert!(e.starts_with(&format!("MOVED {slot} ")), "{e}");
+}
+
+#[test]
+fn a_move_survives_the_source_leader_being_killed() {
+    let mut fleet = start();
+    let addrs = fleet.client_addrs();
+    let (first, last) = shard_slots(0, SHARDS);
+    // 12 slots of shard 1, 2000 keys each (hash tags put them in one slot).
+    let tags: Vec<String> =
+        (0..200).map(|k| format!("t{k}")).filter(|t| (first..=last).contains(&key_slot(t))).take(12).collect();
+    let slots: Vec<u16> = tags.iter().map(|t| key_slot(t)).collect();
+    let per_tag = 2000;
+    let source = leader_of(&fleet, 0).expect("shard 1 leader");
+    let mut c = RespConn::connect(addrs[source], Duration::from_secs(30)).expect("connect");
+    for t in &tags {
+        for i in 0..per_tag {
+            c.send(&["SET", &format!("{{{t}}}:{i}"), &format!("{t}-{i}")]).expect("send");
+        }
+        for _ in 0..per_tag {
+            assert!(matches!(c.read_reply(), Ok(OwnedFrame::SimpleString(_))), "fill");
+        }
+    }
+    drop(c);
+
+    let topology = fleet.topology_path().expect("topology file");
+    let list = slots.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let mut mover = Command::new(prism_tests::prism_bin())
+        .args(["cluster", "reshard", "--topology"])
+        .arg(&topology)
+        .args(["--slots", &list, "--to", "2", "--wait", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start prism cluster reshard");
+    // Kill the source's leader once the move has started (its first slots are migrating).
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let migrating = match call(addrs[source], &["CLUSTER", "COUNTKEYSINSLOT", &slots[0].to_string()]) {
+            OwnedFrame::Integer(n) => n < per_tag as i64,
+            _ => false,
+        };
+        if migrating || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fleet.kill(source);
+    let status = mover.wait().expect("wait for reshard");
+    let out = mover.stdout.take().map(|mut s| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).ok();
+        text
+    });
+    assert!(status.success(), "reshard failed after the leader kill: {out:?}");
+
+    // Every key is on shard 2, with its value, and none is left on shard 1.
+    let target = leader_of(&fleet, 1).expect("shard 2 leader");
+    let new_source = leader_of(&fleet, 0).expect("shard 1 has a new leader");
+    for (t, &s) in tags.iter().zip(&slots) {
+        let count = |i: usize| match call(addrs[i], &["CLUSTER", "COUNTKEYSINSLOT", &s.to_string()]) {
+            OwnedFrame::Integer(n) => n,
+            other => panic!("COUNTKEYSINSLOT: {other:?}"),
+        };
+        assert_eq!(count(target), per_tag as i64, "slot {s} on shard 2");
+        assert_eq!(count(new_source), 0, "slot {s} left keys on shard 1");
+        let key = format!("{{{t}}}:{}", per_tag - 1);
+        assert_eq!(
+            call(addrs[target], &["GET", &key]),
+            OwnedFrame::BulkString(format!("{t}-{}", per_tag - 1).into_bytes())
+        );
+    }
+}
