@@ -66,8 +66,9 @@ pub enum ShardOp {
     /// slot's lock) -> the number of keys taken. Keys absent, expired or of another slot
     /// are skipped.
     MoveOut { slot: u16, keys: Vec<Bytes> },
-    /// The target shard committed the slot's outgoing batch: it is dropped.
-    MovedOut { slot: u16 },
+    /// The target shard committed these keys of the slot's outgoing batch: they are
+    /// dropped (only these: keys taken out since stay until confirmed).
+    MovedOut { slot: u16, keys: Vec<Bytes> },
     /// The cross-shard edge outbox's entries up to `upto` were committed by their
     /// destinations: they are dropped (`crate::graph::outbox`).
     OutboxAck { upto: u64 },
@@ -325,8 +326,14 @@ impl ShardMeta {
                 }
                 ShardOpResult::Done
             }
-            ShardOp::MovedOut { slot } => {
-                self.outgoing.lock().remove(slot);
+            ShardOp::MovedOut { slot, keys } => {
+                let mut outgoing = self.outgoing.lock();
+                if let Some(list) = outgoing.get_mut(slot) {
+                    list.retain(|(k, _, _)| !keys.contains(k));
+                    if list.is_empty() {
+                        outgoing.remove(slot);
+                    }
+                }
                 ShardOpResult::Done
             }
             // Applied by the keyspace (it needs the slot's table).
@@ -451,7 +458,12 @@ mod tests {
         assert_eq!(write(&ks, guarded(v + 1)), Output::Nil, "a guard from before the move fails");
         let image = ks.meta.image();
         assert_eq!(image.outgoing.len(), 1);
-        assert_eq!(write(&ks, Op::Shard(ShardOp::MovedOut { slot: b })), Output::Ok);
+        let confirm = |keys: &[&'static [u8]]| {
+            Op::Shard(ShardOp::MovedOut { slot: b, keys: keys.iter().map(|k| Bytes::from_static(k)).collect() })
+        };
+        assert_eq!(write(&ks, confirm(&[b"other"])), Output::Ok);
+        assert!(ks.meta.is_outgoing(b, b"b"), "only the confirmed keys are dropped");
+        assert_eq!(write(&ks, confirm(&[b"b"])), Output::Ok);
         assert!(!ks.meta.is_outgoing(b, b"b"));
         assert_eq!(write(&ks, Op::Shard(ShardOp::Assign { slots: vec![b], owner: 1, epoch: 1 })), Output::Ok);
         assert_eq!(write(&ks, set("b")), Output::Err(OpError::SlotNotServed(b)));

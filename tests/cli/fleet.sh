@@ -183,6 +183,37 @@ if [[ -n $victim ]]; then
     check "redis-cli -c GET it back" "again" "$(cli_at 9 -c GET fleet:key:3)"
 fi
 
+# Resharding online with redis-cli's own flow (SETSLOT IMPORTING/MIGRATING, MIGRATE,
+# SETSLOT NODE), then back with prism cluster reshard, then rebalance.
+tag=
+for i in $(seq 0 2000); do
+    if (($(cli CLUSTER KEYSLOT "m$i") < 200)); then tag="m$i"; break; fi
+done
+for i in $(seq 1 50); do cli -c SET "{$tag}:$i" "w$i" >/dev/null; done
+l1=$(leader_of 1)
+l3=$(leader_of 3)
+from=$(cli_at "$l1" CLUSTER MYID)
+to=$(cli_at "$l3" CLUSTER MYID)
+reshard=$(timeout 300 redis-cli --cluster reshard "127.0.0.1:$(port "$l1")" --cluster-from "$from" \
+    --cluster-to "$to" --cluster-slots 200 --cluster-yes 2>&1 || echo "(exit $?)")
+check "redis-cli --cluster reshard moves 200 slots" "200" "$(grep -c '^Moving slot' <<<"$reshard")"
+check "redis-cli --cluster reshard reports no errors" "" "$(grep -Ei 'ERR|exit [0-9]' <<<"$reshard" || true)"
+slot=$(cli CLUSTER KEYSLOT "{$tag}:1")
+check "shard 1 redirects the moved slot to shard 3" "MOVED $slot 127.0.0.1:$(port "$l3")" \
+    "$(cli_at "$l1" GET "{$tag}:1")"
+check "its keys moved with it" "50 0" \
+    "$(cli_at "$l3" CLUSTER COUNTKEYSINSLOT "$slot") $(cli_at "$l1" CLUSTER COUNTKEYSINSLOT "$slot")"
+moved_out=
+for i in $(seq 1 50); do moved_out+="$(cli -c GET "{$tag}:$i") "; done
+check "redis-cli -c reads every moved key" "$(for i in $(seq 1 50); do printf 'w%s ' "$i"; done)" "$moved_out"
+check_match "redis-cli --cluster check after the reshard" '\[OK\] All 16384 slots covered' \
+    "$(timeout "$T" redis-cli --cluster check "127.0.0.1:$BASE" 2>&1 || echo "(exit $?)")"
+back=$(timeout 300 "$BIN" cluster reshard --dir "$DIR" --slots 0-199 --to 1 2>&1 || echo "(exit $?)")
+check_match "prism cluster reshard moves them back" '^200/200 slots served by shard 1' "$(tail -1 <<<"$back")"
+check "the keys are back on shard 1" "50" "$(cli_at "$(leader_of 1)" CLUSTER COUNTKEYSINSLOT "$slot")"
+check_match "prism cluster rebalance" '(balanced|slots served)' \
+    "$(timeout 300 "$BIN" cluster rebalance --dir "$DIR" 2>&1 | tail -1 || echo "(exit $?)")"
+
 status=$(timeout "$T" "$BIN" cluster status --dir "$DIR" 2>&1 || echo "(exit $?)")
 check "prism cluster status: 3 shards with a leader" "3" \
     "$(awk 'NR > 1 && $3 ~ /^[0-9]+$/ {n++} END {print n+0}' <<<"$status")"

@@ -24,6 +24,17 @@ use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "migrate",
+        arity: -6,
+        flags: WRITE,
+        keys: KeySpec::None,
+        group: Group::Generic,
+        summary: "Atomically transfers a key from one Redis instance to another.",
+        since: "2.6.0",
+        complexity: "This command actually executes a DUMP+DEL in the source instance, and a RESTORE in the target instance.",
+        handler: Handler::Direct(migrate),
+    },
+    CommandSpec {
         name: "asking",
         arity: 1,
         flags: FAST,
@@ -46,6 +57,146 @@ pub const COMMANDS: &[CommandSpec] = &[
         handler: Handler::Write(super::migrate::restore),
     },
 ];
+
+/// `MIGRATE host port key|"" 0 timeout [COPY] [REPLACE] [AUTH pw | AUTH2 user pw] [KEYS k ...]`,
+/// as `redis-cli --cluster reshard` uses it: on a shard's leader, for keys of one slot
+/// that migrates to the shard `host:port` belongs to. The keys are taken out, sent to that
+/// shard's leader and dropped here once it committed them, exactly as the mover does
+/// (`crate::fleet::mover`); `+NOKEY` when none of them is here. Always replaces on the
+/// target (the slot is being imported there: only this shard's keys arrive); `COPY`
+/// would leave a key in two shards and is refused.
+fn migrate(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    match migrate_plan(ctx, args) {
+        Ok(None) => ctx.out.simple("NOKEY"),
+        Ok(Some(plan)) => {
+            ctx.conn.deferred = Some(Box::pin(async move {
+                let result = plan.run().await;
+                Box::new(move |out: &mut crate::resp::ReplyWriter| match result {
+                    Ok(()) => out.ok(),
+                    Err(e) => out.error(&format!("IOERR error or timeout migrating to the target instance: {e}")),
+                }) as crate::conn::DeferredReply
+            }));
+        }
+        Err(e) => ctx.fail(e),
+    }
+}
+
+/// What a MIGRATE will do once the connection runs it.
+struct MigratePlan {
+    replica: std::sync::Arc<crate::replica::Replica>,
+    keyspace: std::sync::Arc<prism_engine::Keyspace>,
+    slot: u16,
+    keys: Vec<Bytes>,
+    addr: String,
+    credentials: Option<crate::client::Credentials>,
+    now_ms: u64,
+}
+
+impl MigratePlan {
+    async fn run(self) -> Result<(), String> {
+        use crate::fleet::mover;
+        let take = Op::Shard(ShardOp::MoveOut { slot: self.slot, keys: self.keys });
+        mover::propose_at(&self.replica, self.now_ms, vec![take]).await?;
+        let mut conn = mover::open(&self.addr, self.credentials.as_ref()).await?;
+        mover::send_outgoing(&self.replica, &self.keyspace, &[self.slot], &mut conn, &self.addr, self.now_ms).await?;
+        Ok(())
+    }
+}
+
+fn migrate_plan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Option<MigratePlan>, CmdError> {
+    let mut keys: Vec<Bytes> = Vec::new();
+    let mut credentials = None;
+    let mut j = 6;
+    while j < args.len() {
+        let a = &args[j];
+        if is(a, "copy") {
+            return Err(CmdError::msg("ERR MIGRATE COPY is not supported: a key would live in two shards"));
+        } else if is(a, "replace") {
+            j += 1;
+        } else if is(a, "auth") && j + 1 < args.len() {
+            credentials = Some(crate::client::Credentials { user: None, password: args[j + 1].to_vec() });
+            j += 2;
+        } else if is(a, "auth2") && j + 2 < args.len() {
+            let (user, password) = (args[j + 1].to_vec(), args[j + 2].to_vec());
+            credentials = Some(crate::client::Credentials { user: Some(user), password });
+            j += 3;
+        } else if is(a, "keys") {
+            if !args[3].is_empty() {
+                return Err(CmdError::msg(
+                    "ERR When using MIGRATE KEYS option, the key argument must be set to the empty string",
+                ));
+            }
+            keys.extend(args[j + 1..].iter().cloned());
+            j = args.len();
+        } else {
+            return Err(CmdError::SYNTAX);
+        }
+    }
+    if !args[3].is_empty() {
+        keys.push(args[3].clone());
+    }
+    let port = arg_i64(&args[2]).ok().filter(|p| (1..=65535).contains(p)).ok_or(CmdError::msg("ERR Invalid port"))?;
+    if arg_i64(&args[4])? != 0 {
+        return Err(CmdError::msg("ERR Target database must be 0 in cluster mode"));
+    }
+    if arg_i64(&args[5])? < 0 {
+        return Err(CmdError::msg("ERR Invalid timeout"));
+    }
+    let Some(replica) = ctx.node.replica.get().cloned() else {
+        return Err(CmdError::msg("ERR MIGRATE needs a fleet node: it moves keys of a migrating slot"));
+    };
+    let Some(view) = replica.fleet.clone() else {
+        return Err(CmdError::msg("ERR MIGRATE needs a fleet node: it moves keys of a migrating slot"));
+    };
+    if !replica.is_leader() {
+        return Err(replica.redirect(None, replica.group.leadership().leader));
+    }
+    let Some(first) = keys.first() else { return Ok(None) };
+    let slot = Slot::of_key(first);
+    if keys.iter().any(|k| Slot::of_key(k) != slot) {
+        return Err(CmdError::msg("CROSSSLOT Keys in request don't hash to the same slot"));
+    }
+    let meta = &ctx.node.keyspace.meta;
+    let Serving::Migrating(to) = meta.serving(slot.get()) else {
+        return Err(CmdError::msg(format!(
+            "ERR hash slot {slot} is not migrating: CLUSTER SETSLOT {slot} MIGRATING <target> first"
+        )));
+    };
+    let host = String::from_utf8_lossy(&args[1]).into_owned();
+    let target = view
+        .spec
+        .members()
+        .find(|(_, m)| i64::from(m.port) == port && (m.host == host || host_is_local(&host, &m.host)));
+    if target.is_none_or(|(s, _)| s.id != to) {
+        return Err(CmdError::msg(format!(
+            "ERR {host}:{port} is not a node of the shard hash slot {slot} migrates to"
+        )));
+    }
+    let now = ctx.now_ms();
+    let keys: Vec<Bytes> = keys.into_iter().filter(|k| ctx.node.keyspace.get(k, now, |e| e.is_some())).collect();
+    if keys.is_empty() && meta.outgoing(slot.get()).is_empty() {
+        return Ok(None);
+    }
+    let addr = crate::fleet::moving::leader_addr(ctx.node, &view, to).unwrap_or(format!("{host}:{port}"));
+    let credentials = credentials.or_else(|| {
+        ctx.node.password.read().clone().map(|password| crate::client::Credentials { user: None, password })
+    });
+    Ok(Some(MigratePlan {
+        replica,
+        keyspace: ctx.node.keyspace.clone(),
+        slot: slot.get(),
+        keys,
+        addr,
+        credentials,
+        now_ms: now,
+    }))
+}
+
+/// `localhost` and loopback spellings name the same node.
+fn host_is_local(a: &str, b: &str) -> bool {
+    let local = |h: &str| h == "localhost" || h.starts_with("127.") || h == "::1";
+    local(a) && local(b)
+}
 
 fn asking(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     ctx.conn.asking = true;

@@ -445,10 +445,13 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
         "cluster" => {
             s.push_str("# Cluster\r\n");
             field!("cluster_enabled", 1);
-            // The cross-shard edge outbox (docs/fleet.md): entries owed, oldest's age.
-            let (outbox, oldest_s) = crate::fleet::outbox::lag(node);
-            field!("outbox_entries", outbox);
-            field!("outbox_oldest_age_ms", (oldest_s * 1000.0) as u64);
+            // A fleet node's cross-shard edge outbox (docs/fleet.md): entries owed, the
+            // oldest's age. (A single node has none: its section stays Redis's.)
+            if node.replica().is_some_and(|r| r.fleet.is_some()) {
+                let (outbox, oldest_s) = crate::fleet::outbox::lag(node);
+                field!("outbox_entries", outbox);
+                field!("outbox_oldest_age_ms", (oldest_s * 1000.0) as u64);
+            }
         }
         "keyspace" => {
             let ks = node.keyspace.stats();

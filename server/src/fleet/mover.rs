@@ -17,7 +17,10 @@
 //! - A key is in exactly one place a client can reach: in this keyspace, in `outgoing`
 //!   (every request for it answers `-TRYAGAIN`), or on the target. `MoveOut` takes the
 //!   value a key has when it applies, and every member takes the same one, so nothing
-//!   written here before is left behind; re-sending after a crash is harmless (REPLACE).
+//!   written here before is left behind. A key leaves `outgoing` only once the target
+//!   committed it (`MovedOut` names the keys confirmed), and it is sent by one sender at
+//!   a time ([`SENDING`]); a new leader waits [`SETTLE`] before re-sending what its
+//!   predecessor may have sent, so a late copy never overwrites a newer write.
 //! - The target owns the slot before this shard gives it up, and this shard gives it up
 //!   only when it holds none of its keys (see `cmd/reshard.rs`); the epoch is above every
 //!   claim this node knows and the slot's own, so the new claim wins everywhere.
@@ -46,15 +49,38 @@ const IDLE: Duration = Duration::from_millis(100);
 /// Deadline of one exchange with the target.
 const CALL_TTL: Duration = Duration::from_secs(10);
 
+/// How long a new leader waits before sending keys: a batch the previous leader sent
+/// just before it was deposed has landed on the target by then, so it cannot overwrite
+/// a newer write there (the same rule as the graph outbox's deliverer).
+const SETTLE: Duration = Duration::from_millis(3500);
+
+/// Senders of migrating keys on this node (the mover and `MIGRATE`) take turns, so two
+/// never send the same outgoing key (a late second copy could overwrite a newer write on
+/// the target once the first was confirmed).
+pub static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs until the node goes away.
 pub async fn run(node: Weak<Node>, replica: Weak<Replica>) {
     let mut link: Option<(String, Conn)> = None;
     let mut pause = IDLE;
+    let mut leading_since: Option<(u64, std::time::Instant)> = None;
     loop {
         tokio::time::sleep(pause).await;
         let (Some(node), Some(replica)) = (node.upgrade(), replica.upgrade()) else { return };
         let Some(view) = replica.fleet.clone() else { return };
         if !replica.is_leader() {
+            leading_since = None;
+            pause = IDLE;
+            continue;
+        }
+        let term = replica.group.leadership().term;
+        let since = match leading_since {
+            Some((t, at)) if t == term => at,
+            _ => leading_since.insert((term, std::time::Instant::now())).1,
+        };
+        // Nothing to wait for when nothing is on its way out.
+        let outgoing = !node.keyspace.meta.image().outgoing.is_empty();
+        if outgoing && since.elapsed() < SETTLE {
             pause = IDLE;
             continue;
         }
@@ -94,18 +120,8 @@ async fn round(
     let sending: Vec<(u16, Vec<prism_engine::shard_meta::Outgoing>)> =
         slots.iter().map(|&s| (s, meta.outgoing(s))).filter(|(_, o)| !o.is_empty()).collect();
     if !sending.is_empty() {
-        let mut out = Vec::new();
-        let mut count = 0;
-        for (_, keys) in &sending {
-            for (key, deadline, payload) in keys {
-                let deadline = deadline.to_string();
-                encode(&mut out, &[b"RESTORE-ASKING", key, deadline.as_bytes(), payload, b"REPLACE", b"ABSTTL"]);
-                count += 1;
-            }
-        }
-        exchange(conn, &out, count, &addr).await?;
-        let done = sending.iter().map(|(slot, _)| Op::Shard(ShardOp::MovedOut { slot: *slot })).collect();
-        propose(node, replica, done).await?;
+        let slots: Vec<u16> = sending.iter().map(|(s, _)| *s).collect();
+        send_outgoing(replica, &node.keyspace, &slots, conn, &addr, node.now_ms()).await?;
         return Ok(true);
     }
 
@@ -165,16 +181,59 @@ async fn round(
     Ok(true)
 }
 
+/// Sends the outgoing keys of `slots` to the target at `addr` and, once it committed
+/// them, drops them here (`MovedOut` naming exactly the keys sent). One sender at a time
+/// ([`SENDING`]). The number of keys sent.
+pub async fn send_outgoing(
+    replica: &Replica,
+    keyspace: &prism_engine::Keyspace,
+    slots: &[u16],
+    conn: &mut Conn,
+    addr: &str,
+    now_ms: u64,
+) -> Result<usize, String> {
+    let _turn = SENDING.lock().await;
+    // Read under the turn: another sender may have confirmed some meanwhile.
+    let sending: Vec<(u16, Vec<prism_engine::shard_meta::Outgoing>)> =
+        slots.iter().map(|&s| (s, keyspace.meta.outgoing(s))).filter(|(_, o)| !o.is_empty()).collect();
+    let mut out = Vec::new();
+    let mut count = 0;
+    for (_, keys) in &sending {
+        for (key, deadline, payload) in keys {
+            let deadline = deadline.to_string();
+            encode(&mut out, &[b"RESTORE-ASKING", key, deadline.as_bytes(), payload, b"REPLACE", b"ABSTTL"]);
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    exchange(conn, &out, count, addr).await?;
+    let done = sending
+        .iter()
+        .map(|(slot, keys)| {
+            let keys = keys.iter().map(|(k, _, _)| k.clone()).collect();
+            Op::Shard(ShardOp::MovedOut { slot: *slot, keys })
+        })
+        .collect();
+    propose_at(replica, now_ms, done).await?;
+    Ok(count)
+}
+
 /// The connection to `addr`, reusing the last one when it goes there.
 async fn connect<'a>(node: &Node, link: &'a mut Option<(String, Conn)>, addr: &str) -> Result<&'a mut Conn, String> {
     if link.as_ref().is_none_or(|(a, _)| a != addr) {
         let credentials = node.password.read().clone().map(|password| Credentials { user: None, password });
-        let conn = tokio::time::timeout(CALL_TTL, Conn::open(addr, credentials.as_ref()))
-            .await
-            .map_err(|_| format!("connecting to {addr} timed out"))??;
-        *link = Some((addr.to_string(), conn));
+        *link = Some((addr.to_string(), open(addr, credentials.as_ref()).await?));
     }
     link.as_mut().map(|(_, c)| c).ok_or_else(|| "no connection".to_string())
+}
+
+/// A connection to another node's client port, authenticated with `credentials`.
+pub async fn open(addr: &str, credentials: Option<&Credentials>) -> Result<Conn, String> {
+    tokio::time::timeout(CALL_TTL, Conn::open(addr, credentials))
+        .await
+        .map_err(|_| format!("connecting to {addr} timed out"))?
 }
 
 /// Writes a pipeline of `count` commands and checks that every reply is a success.
@@ -197,7 +256,11 @@ async fn exchange(conn: &mut Conn, bytes: &[u8], count: usize, addr: &str) -> Re
 
 /// Proposes `ops` through this shard's group (one log entry) and checks each applied.
 async fn propose(node: &Node, replica: &Replica, ops: Vec<Op>) -> Result<(), String> {
-    let now_ms = node.now_ms();
+    propose_at(replica, node.now_ms(), ops).await
+}
+
+/// [`propose`] with the write time given.
+pub async fn propose_at(replica: &Replica, now_ms: u64, ops: Vec<Op>) -> Result<(), String> {
     let writes = ops.into_iter().map(|op| Write { now_ms, op }).collect();
     let committed = replica.group.write(writes).await.map_err(|e| format!("proposing: {e}"))?;
     match committed.outputs.iter().find(|o| matches!(o, Output::Err(_))) {
