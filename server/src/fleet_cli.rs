@@ -382,6 +382,9 @@ fn lag_of(v: &str) -> Option<u64> {
     v.split(',').find_map(|p| p.strip_prefix("lag="))?.parse().ok()
 }
 
+/// A shard serving no slots.
+static NONE: Vec<(u16, u16)> = Vec::new();
+
 async fn status(spec: &FleetSpec) -> Result<(), String> {
     let rows = survey(spec).await;
     println!(
@@ -395,13 +398,18 @@ async fn status(spec: &FleetSpec) -> Result<(), String> {
             v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
         }
     };
+    // The slots served now (they move with resharding), else the file's.
+    let live = crate::reshard_cli::live_slots(spec).await;
     for shard in &spec.shards {
         let row = &rows[&shard.id];
-        let slots: Vec<String> = shard.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        let ranges = live.as_ref().map_or(&shard.slots, |l| l.get(&shard.id).unwrap_or(&NONE));
+        let slots: Vec<String> =
+            ranges.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        let slots = if slots.is_empty() { "-".to_string() } else { slots.join(",") };
         println!(
             "{:<6} {:<14} {:<8} {:<14} {:>6} {:>10} {:>10}  {}",
             shard.id,
-            slots.join(","),
+            slots,
             row.leader.map_or("none".to_string(), |l| l.to_string()),
             ids(&row.replicas),
             row.lag,

@@ -174,6 +174,23 @@ fn balance(owners: &[Option<u32>], shards: &[u32]) -> BTreeMap<u32, Vec<u16>> {
     plan
 }
 
+/// Each shard's slot ranges as the fleet serves them now (CLUSTER SLOTS of the first
+/// shard leader that answers), or `None` when none does.
+pub async fn live_slots(spec: &FleetSpec) -> Option<BTreeMap<u32, Vec<(u16, u16)>>> {
+    for shard in &spec.shards {
+        let Some(addr) = leader(spec, shard.id).await else { continue };
+        let Ok(owners) = slot_owners(spec, &addr).await else { continue };
+        let mut by_shard: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
+        for (slot, owner) in owners.iter().enumerate() {
+            if let Some(o) = owner {
+                by_shard.entry(*o).or_default().push(slot as u16);
+            }
+        }
+        return Some(by_shard.into_iter().map(|(s, slots)| (s, ranges(&slots))).collect());
+    }
+    None
+}
+
 /// Moves `wanted` (sorted) to shard `to` and waits until it serves them.
 async fn move_slots(spec: &FleetSpec, wanted: &[u16], to: u32, wait: u64) -> Result<(), String> {
     let target = spec.shards.iter().find(|s| s.id == to).ok_or_else(|| format!("--to {to}: no such shard"))?;

@@ -122,6 +122,9 @@ def ports_free(base: int, count: int) -> bool:
         for port in [*range(base, base + count), *range(base + 10000, base + 10000 + count)]:
             s = socket.socket()
             held.append(s)
+            # As the node binds (tokio sets SO_REUSEADDR): a port left in TIME_WAIT by an
+            # earlier test's connection is free for a listener.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
         return True
     except OSError:
@@ -145,10 +148,16 @@ class Fleet:
         self.binary = binary
         rng = random.Random()
         errors = []
-        for attempt in range(5):
+        tries = 0
+        for attempt in range(50):
+            if tries == 5:
+                break
             base = rng.randrange(20000, 40000 - FLEET_NODES)
             if not ports_free(base, FLEET_NODES):
+                if attempt == 49:
+                    errors.append(f"no free port range found in 50 tries (last base {base})")
                 continue
+            tries += 1
             self.dir = root / f"fleet-{attempt}"
             self.base = base
             up = self.cli(
