@@ -249,21 +249,22 @@ pub fn khop(ks: &Keyspace, now: u64, start: &Bytes, k: usize, b: &Bounds) -> Res
     Ok(Some(result))
 }
 
-/// One side of the bidirectional search: parent and depth of every vertex it reached.
-struct Side {
-    reached: HashMap<Bytes, (Option<Bytes>, usize)>,
-    frontier: Vec<Bytes>,
-    depth: usize,
-    dir: DirSel,
+/// One side of the bidirectional search: parent and depth of every vertex it reached
+/// (also the fleet's cross-shard search, server/src/fleet/fanout.rs).
+pub struct Side {
+    pub reached: HashMap<Bytes, (Option<Bytes>, usize)>,
+    pub frontier: Vec<Bytes>,
+    pub depth: usize,
+    pub dir: DirSel,
 }
 
 impl Side {
-    fn new(root: &Bytes, dir: DirSel) -> Side {
+    pub fn new(root: &Bytes, dir: DirSel) -> Side {
         Side { reached: HashMap::from([(root.clone(), (None, 0))]), frontier: vec![root.clone()], depth: 0, dir }
     }
 
     /// The vertices from `v` back to this side's root, `v` first.
-    fn chain(&self, v: &Bytes) -> Vec<Bytes> {
+    pub fn chain(&self, v: &Bytes) -> Vec<Bytes> {
         let mut out = vec![v.clone()];
         let mut cur = v;
         while let Some((Some(p), _)) = self.reached.get(cur) {

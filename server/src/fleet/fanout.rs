@@ -23,7 +23,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prism_engine::graph::traverse::{expand, Bounds, Cut, DirSel, ExpandStop, KHop, PathResult};
+use prism_engine::graph::traverse::{expand, Bounds, Cut, DirSel, ExpandStop, KHop, PathResult, Side};
 use prism_engine::shard_meta::Serving;
 use prism_engine::{Keyspace, Slot};
 use prism_replication::types::{ExpandCut, ExpandRequest, GraphRequest, GraphResponse};
@@ -320,30 +320,6 @@ fn fill(got: &mut [Option<Got>], idx: &[usize], lists: Vec<Option<Vec<Bytes>>>, 
                 got[i] = Some(Got::Stop(c));
             }
         }
-    }
-}
-
-/// One side of the bidirectional search: parent and depth of every vertex it reached.
-struct Side {
-    reached: HashMap<Bytes, (Option<Bytes>, usize)>,
-    frontier: Vec<Bytes>,
-    depth: usize,
-    dir: DirSel,
-}
-
-impl Side {
-    fn new(root: &Bytes, dir: DirSel) -> Side {
-        Side { reached: HashMap::from([(root.clone(), (None, 0))]), frontier: vec![root.clone()], depth: 0, dir }
-    }
-
-    fn chain(&self, v: &Bytes) -> Vec<Bytes> {
-        let mut out = vec![v.clone()];
-        let mut cur = v;
-        while let Some((Some(p), _)) = self.reached.get(cur) {
-            out.push(p.clone());
-            cur = p;
-        }
-        out
     }
 }
 
