@@ -243,6 +243,16 @@ impl ShardMeta {
         }
     }
 
+    /// `(slot, target)` of every slot this shard is migrating, ascending.
+    pub fn migrating(&self) -> Vec<(u16, u32)> {
+        self.claims.lock().iter().filter_map(|(s, c)| c.migrating.map(|to| (*s, to))).collect()
+    }
+
+    /// True when some key is on its way out.
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.lock().is_empty()
+    }
+
     /// The keys of `slot` taken out and not yet confirmed by the target.
     pub fn outgoing(&self, slot: u16) -> Vec<Outgoing> {
         self.outgoing.lock().get(&slot).cloned().unwrap_or_default()

@@ -31,13 +31,7 @@ pub(crate) fn apply(set: &mut WriteSet<'_>, op: &GraphOp, now: u64) -> Output {
                 }
             }
             let rank = rank.unwrap_or(now as i64);
-            let props = props.as_ref().map(|p| {
-                let mut h = HashValue::default();
-                p.iter().for_each(|(f, v)| {
-                    h.insert(f, v);
-                });
-                Some(Box::new(h))
-            });
+            let props = edge_props(props);
             let is_new = put_half(set, out, rank, props, now);
             // Properties live on the out-half only.
             put_half(set, inn, rank, Some(None), now);
@@ -80,13 +74,7 @@ pub(crate) fn apply(set: &mut WriteSet<'_>, op: &GraphOp, now: u64) -> Output {
                 return Output::Err(OpError::WrongType);
             }
             let rank = rank.unwrap_or(now as i64);
-            let props = props.as_ref().map(|p| {
-                let mut h = HashValue::default();
-                p.iter().for_each(|(f, v)| {
-                    h.insert(f, v);
-                });
-                Some(Box::new(h))
-            });
+            let props = edge_props(props);
             let is_new = put_half(set, out, rank, props, now);
             outbound(RemoteHalf::Put { half: inn.clone(), rank });
             Output::Int(is_new as i64)
@@ -281,6 +269,17 @@ fn vertex_for_write(cur: &mut Option<Entry>) -> Result<&mut Vertex, OpError> {
 
 fn is_vertex_or_absent(set: &mut WriteSet<'_>, key: &[u8], now: u64) -> bool {
     matches!(set.table(key).get(key, now), None | Some(Entry { value: Value::Vertex(_), .. }))
+}
+
+/// An E.ADD's properties as `put_half` takes them: `None` keeps the edge's, `Some` sets them.
+fn edge_props(props: &Option<Vec<(Bytes, Bytes)>>) -> Option<Option<Box<HashValue>>> {
+    props.as_ref().map(|p| {
+        let mut h = HashValue::default();
+        p.iter().for_each(|(f, v)| {
+            h.insert(f, v);
+        });
+        Some(Box::new(h))
+    })
 }
 
 /// Inserts or updates a half, creating its owner. The caller checked the owner's type.

@@ -79,7 +79,7 @@ pub async fn run(node: Weak<Node>, replica: Weak<Replica>) {
             _ => leading_since.insert((term, std::time::Instant::now())).1,
         };
         // Nothing to wait for when nothing is on its way out.
-        let outgoing = !node.keyspace.meta.image().outgoing.is_empty();
+        let outgoing = node.keyspace.meta.has_outgoing();
         if outgoing && since.elapsed() < SETTLE {
             pause = IDLE;
             continue;
@@ -105,10 +105,8 @@ async fn round(
 ) -> Result<bool, String> {
     let meta = &node.keyspace.meta;
     let mut by_target: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
-    for (slot, claim) in meta.image().claims {
-        if let Some(to) = claim.migrating {
-            by_target.entry(to).or_default().push(slot);
-        }
+    for (slot, to) in meta.migrating() {
+        by_target.entry(to).or_default().push(slot);
     }
     let Some((&to, slots)) = by_target.iter().next() else { return Ok(false) };
     let slots: Vec<u16> = slots.iter().copied().take(SLOTS_PER_ROUND).collect();
