@@ -296,8 +296,11 @@ async fn members_are_added_and_a_dead_one_replaced() {
     assert_eq!(members.iter().filter(|m| m.3 == "voter").count(), 4, "{members:?}");
     assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
     eventually("node 4 holds the data", async || four.cmd(&["GET", "m:49"]).await == bulk("x")).await;
-    let nodes = four.cmd(&["CLUSTER", "NODES"]).await;
-    assert_eq!(nodes.lines().filter(|l| l.contains("connected")).count(), 4, "{nodes}");
+    // Node 4 learns the membership from the log it applies: wait until its view has it.
+    eventually("node 4 lists 4 nodes", async || {
+        four.cmd(&["CLUSTER", "NODES"]).await.lines().filter(|l| l.contains("connected")).count() == 4
+    })
+    .await;
 
     // Replace a dead follower: remove it; writes keep committing on {leader, other, 4}.
     let dead = (leader + 2) % 3;
