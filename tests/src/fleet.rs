@@ -255,15 +255,20 @@ impl Fleet {
         Ok(())
     }
 
-    /// Waits until node `i` answers PING; fails with its log if it exits or stays silent.
+    /// Waits until node `i` answers INFO as itself (its pid); fails with its log if it exits
+    /// or stays silent.
     fn wait_serving(&mut self, i: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(mut c) = RespConn::connect(self.nodes[i].client, Duration::from_secs(1)) {
-                if let Ok(OwnedFrame::SimpleString(s)) = c.call(&["PING"]) {
-                    if s == b"PONG" {
+                if let Ok(OwnedFrame::BulkString(info)) = c.call(&["INFO", "server"]) {
+                    // The port may have been taken by another test's node after it was
+                    // chosen: only our own process counts (Fleet::start retries).
+                    let ours = format!("process_id:{}\r\n", self.pid(i).unwrap_or(0));
+                    if String::from_utf8_lossy(&info).contains(&ours) {
                         return Ok(());
                     }
+                    bail!("node {}'s port is in use by another process", i + 1);
                 }
             }
             if let Some(child) = self.nodes[i].child.as_mut() {

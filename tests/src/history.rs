@@ -30,9 +30,17 @@ use crate::rng::Rng;
 
 /// One time base for the workload and the nemesis, in ns since the workload started.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
+pub struct Clock(Instant, std::time::SystemTime);
 
 impl Clock {
+    /// Wall-clock time (UTC, as the nodes' logs print it) of `ns` on this clock.
+    pub fn wall(&self, ns: u64) -> String {
+        let t = self.1 + Duration::from_nanos(ns);
+        let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let day = since.as_secs() % 86_400;
+        format!("{:02}:{:02}:{:02}.{:03}", day / 3600, day / 60 % 60, day % 60, since.subsec_millis())
+    }
+
     pub fn now_ns(&self) -> u64 {
         self.0.elapsed().as_nanos() as u64
     }
@@ -266,7 +274,7 @@ impl Workload {
     /// Starts `opts.clients` threads against the nodes at `addrs` (index = node index).
     pub fn start(addrs: Vec<SocketAddr>, opts: WorkloadOptions) -> Workload {
         let shared = Arc::new(Shared {
-            clock: Clock(Instant::now()),
+            clock: Clock(Instant::now(), std::time::SystemTime::now()),
             addrs,
             records: Mutex::new(Vec::new()),
             reads_failed: AtomicU64::new(0),
@@ -380,6 +388,25 @@ impl Workload {
     /// Replies outside the contract (at most 20), each counted as an unknown outcome.
     pub fn unexpected_replies(&self) -> Vec<String> {
         self.shared.unexpected.lock().expect("unexpected").clone()
+    }
+
+    /// For a failed check: every recorded op on each violated key, in invoke order, with
+    /// the node that answered and wall-clock times to match against the nodes' logs.
+    pub fn explain(&self, report: &linearizable::Report) -> String {
+        let records = self.records();
+        let clock = self.shared.clock;
+        let mut out = String::new();
+        for v in &report.violations {
+            let mut ops: Vec<&Record> = records.iter().filter(|r| r.op.key == v.key).collect();
+            ops.sort_by_key(|r| r.op.invoke);
+            out.push_str(&format!("history of {:?} (node = index of the answering node):\n", v.key));
+            for r in ops {
+                let node = r.node.map_or("-".to_string(), |n| n.to_string());
+                let at = format!("{}..{}", clock.wall(r.op.invoke), clock.wall(r.op.complete));
+                out.push_str(&format!("  {at} node {node}: {}\n", r.op));
+            }
+        }
+        out
     }
 
     /// Checks the whole record for per-key linearizability.

@@ -61,6 +61,9 @@ fn finish(name: &str, seed: u64, mut w: Workload) -> Report {
     let report = w.check();
     println!("{name}: seed {seed}; {}", w.counts());
     println!("{name}: {report}");
+    if !report.is_linearizable() {
+        println!("{}", w.explain(&report));
+    }
     let unexpected = w.unexpected_replies();
     if !unexpected.is_empty() {
         println!("{name}: replies outside the contract (counted as unknown): {unexpected:?}");

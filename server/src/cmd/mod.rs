@@ -178,11 +178,20 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
         return Exec::Commit;
     }
     conn.commands += 1;
-    let Some(spec) = spec else {
-        reject(node, conn, out, args, unknown_command(args));
-        return Exec::Done;
+    let exec = match spec {
+        Some(spec) => execute_checked(node, conn, args, out, spec).unwrap_or(Exec::Done),
+        None => {
+            reject(node, conn, out, args, unknown_command(args));
+            Exec::Done
+        }
     };
-    execute_checked(node, conn, args, out, spec).unwrap_or(Exec::Done)
+    // ASKING covers the one next command, whether it runs or is refused (as in Redis): a
+    // flag left over from a refused request would let a later one read a slot this shard
+    // is still importing. Inside MULTI it covers the transaction.
+    if matches!(exec, Exec::Done) && !spec.is_some_and(|s| s.name == "asking") && conn.multi.is_none() {
+        conn.asking = false;
+    }
+    exec
 }
 
 /// [`execute`] past the lookup; `None` when the request was refused (reply written).
@@ -279,7 +288,6 @@ fn execute_checked(
     }
     let (started, mark) = (conn.clock_mark.take().unwrap_or_else(std::time::Instant::now), out.buf.len());
     conn.handle.touch(full_name, started);
-    conn.asking = false;
     let mut ctx = Ctx { node, conn, out };
     match spec.handler {
         Handler::Direct(f) => {
