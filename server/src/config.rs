@@ -81,6 +81,9 @@ pub struct Config {
     pub loglevel: String,
     /// Background task frequency (active expiry), per second.
     pub hz: u32,
+    /// The client port's accept queue (Redis's `tcp-backlog`; the kernel caps it at
+    /// `net.core.somaxconn`). A burst of connects beyond it waits for a SYN retransmit (1 s).
+    pub tcp_backlog: u32,
     /// The file the config was read from, if any.
     pub config_file: Option<PathBuf>,
     /// Commands that take at least this many microseconds go to the slow log; negative
@@ -251,6 +254,7 @@ impl Default for Config {
             timeout: 0,
             loglevel: "notice".into(),
             hz: 10,
+            tcp_backlog: 511,
             config_file: None,
             threads: 0,
             slowlog_log_slower_than: 10_000,
@@ -290,6 +294,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("timeout", true),
     ("loglevel", true),
     ("hz", true),
+    ("tcp-backlog", false),
     ("threads", false),
     ("slowlog-log-slower-than", true),
     ("slowlog-max-len", true),
@@ -383,6 +388,13 @@ impl Config {
                     return Err(bad(k, "must be between 1 and 500"));
                 }
                 self.hz = hz;
+            }
+            "tcp-backlog" => {
+                let n: u32 = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if !(1..=65_535).contains(&n) {
+                    return Err(bad(k, "must be between 1 and 65535"));
+                }
+                self.tcp_backlog = n;
             }
             "slowlog-log-slower-than" => {
                 self.slowlog_log_slower_than =
@@ -482,6 +494,7 @@ impl Config {
             "timeout" => self.timeout.to_string(),
             "loglevel" => self.loglevel.clone(),
             "hz" => self.hz.to_string(),
+            "tcp-backlog" => self.tcp_backlog.to_string(),
             "threads" => self.threads.to_string(),
             "slowlog-log-slower-than" => self.slowlog_log_slower_than.to_string(),
             "slowlog-max-len" => self.slowlog_max_len.to_string(),
@@ -607,6 +620,14 @@ mod tests {
         let e = c.apply_toml("maxmemory = \"lots\"", "t").unwrap_err().to_string();
         assert!(e.starts_with("invalid value for 'maxmemory'"), "{e}");
         assert!(c.set("port", "70000").is_err());
+        assert_eq!(c.tcp_backlog, 511);
+        c.set("tcp-backlog", "4096").unwrap();
+        assert_eq!(c.get("tcp-backlog").as_deref(), Some("4096"));
+        for bad in ["0", "70000", "many"] {
+            let e = c.set("tcp-backlog", bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid value for 'tcp-backlog'"), "{e}");
+        }
+        assert_eq!(c.tcp_backlog, 4096);
     }
 
     #[test]

@@ -86,6 +86,9 @@ struct ServeArgs {
     /// Background task frequency per second.
     #[arg(long)]
     hz: Option<String>,
+    /// The client port's accept queue length (default 511, as Redis).
+    #[arg(long)]
+    tcp_backlog: Option<String>,
     /// Worker threads serving connections (0: one per core).
     #[arg(long)]
     threads: Option<String>,
@@ -166,6 +169,7 @@ impl ServeArgs {
             ("timeout", self.timeout),
             ("loglevel", self.loglevel),
             ("hz", self.hz),
+            ("tcp-backlog", self.tcp_backlog),
             ("threads", self.threads),
             ("node-id", self.node_id),
             ("raft-group", self.raft_group),

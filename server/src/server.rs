@@ -83,7 +83,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     }
     crate::tls::acceptor(&config).map_err(StartError::Tls)?;
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let listener = listen(addr, config.tcp_backlog).map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let admin_listener = bind_admin(&config).await?;
     let ip = match &config.announce_ip {
@@ -116,6 +116,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     tokio::spawn(active_expiry(node.clone(), stop_rx, done_tx));
     tracing::info!(%addr, admin = ?admin_addr, "prism node ready");
     Ok(ServerHandle { addr, admin_addr, node, stop, done })
+}
+
+/// The client listener, with `backlog` places in its accept queue (tokio's `bind` gives
+/// 128, which a burst of connects overflows: each overflowed connect then waits for a SYN
+/// retransmit, a second).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Binds the admin port (admin.rs) before anything starts, so a taken fixed port fails the
