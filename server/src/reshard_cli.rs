@@ -55,7 +55,8 @@ async fn call(addr: &str, args: &[&[u8]]) -> Result<Reply, String> {
     tokio::time::timeout(Duration::from_secs(10), work).await.map_err(|_| format!("{addr}: no answer in time"))?
 }
 
-/// Slot -> owning shard id, as `addr` serves CLUSTER SLOTS (masters matched to the spec).
+/// Slot -> owning shard id, as `addr` serves CLUSTER SLOTS (masters matched to the spec
+/// by node id: every node of a real fleet may use the same port).
 async fn slot_owners(spec: &FleetSpec, addr: &str) -> Result<Vec<Option<u32>>, String> {
     let mut owners = vec![None; prism_engine::SLOT_COUNT];
     let Reply::Array(entries) = call(addr, &[b"CLUSTER", b"SLOTS"]).await? else {
@@ -68,8 +69,9 @@ async fn slot_owners(spec: &FleetSpec, addr: &str) -> Result<Vec<Option<u32>>, S
         else {
             continue;
         };
-        let Some(Reply::Int(port)) = master.get(1) else { continue };
-        let Some(shard) = spec.members().find(|(_, m)| i64::from(m.port) == *port).map(|(s, _)| s.id) else {
+        let Some(Reply::Bulk(id)) = master.get(2) else { continue };
+        let id = String::from_utf8_lossy(id);
+        let Some(shard) = spec.members().find(|(_, m)| cluster_id(m.id) == id).map(|(s, _)| s.id) else {
             continue;
         };
         for slot in (*a).max(0)..=(*b).min(prism_engine::SLOT_COUNT as i64 - 1) {
