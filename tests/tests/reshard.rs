@@ -179,6 +179,22 @@ fn setslot_refuses_what_would_strand_keys() {
     assert_eq!(c2.call(&["ASKING"]).expect("ASKING"), OwnedFrame::SimpleString(b"OK".to_vec()));
     assert_eq!(c2.call(&["GET", &key]).expect("GET"), OwnedFrame::Null);
     ok(call(addrs[l2], &["CLUSTER", "SETSLOT", &slot, "STABLE"]));
+
+    // Shard 1 migrates the slot to shard 2, which does not import it: the mover takes the
+    // key out but cannot deliver it. The key is then neither readable (TRYAGAIN) nor gone:
+    // GETKEYSINSLOT and COUNTKEYSINSLOT still show it (so redis-cli keeps MIGRATE-ing)
+    // and the slot cannot be given away.
+    ok(call(addrs[l1], &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(l2)]));
+    let deadline = Instant::now() + BOUND;
+    while !matches!(call(addrs[l1], &["GET", &key]), OwnedFrame::Error(e) if e.starts_with("TRYAGAIN")) {
+        assert!(Instant::now() < deadline, "the mover never took the key out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = call(addrs[l1], &["CLUSTER", "GETKEYSINSLOT", &slot, "10"]);
+    assert_eq!(listed, OwnedFrame::Array(vec![OwnedFrame::BulkString(key.as_bytes().to_vec())]));
+    assert_eq!(call(addrs[l1], &["CLUSTER", "COUNTKEYSINSLOT", &slot]), OwnedFrame::Integer(1));
+    let e = err(call(addrs[l1], &["CLUSTER", "SETSLOT", &slot, "NODE", &id(l2)]));
+    assert!(e.contains("still hold keys"), "{e}");
 }
 
 #[test]

@@ -333,9 +333,10 @@ fn slot_arg(arg: &[u8], range_error: &'static str) -> Result<Slot, CmdError> {
 
 fn countkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     match slot_arg(&args[2], "ERR Invalid slot") {
-        // Like Redis's dictSize, this counts expired keys not yet removed.
+        // Like Redis's dictSize, this counts expired keys not yet removed; and the keys of
+        // a migrating slot on their way out, which this node still holds (cmd/reshard.rs).
         Ok(slot) => {
-            let n = ctx.node.keyspace.slot(slot).len();
+            let n = ctx.node.keyspace.slot(slot).len() + ctx.node.keyspace.meta.outgoing(slot.get()).len();
             ctx.out.int(n as i64)
         }
         Err(e) => ctx.out.error(&e.0),
@@ -353,7 +354,17 @@ fn getkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         return ctx.out.error(INVALID);
     };
     // keys_in_slot collects only what exists, so a huge count allocates nothing extra.
-    let keys = ctx.node.keyspace.keys_in_slot(slot, ctx.now_ms(), count);
+    let mut keys = ctx.node.keyspace.keys_in_slot(slot, ctx.now_ms(), count);
+    // Keys the resharding mover took out and has not yet seen committed on the target are
+    // still held here (SETSLOT NODE refuses to give the slot away until they are gone):
+    // listing them lets `redis-cli --cluster reshard` MIGRATE them too instead of giving
+    // up on a slot that looks empty but cannot be handed over yet.
+    for (key, _, _) in ctx.node.keyspace.meta.outgoing(slot.get()) {
+        if keys.len() >= count {
+            break;
+        }
+        keys.push(key);
+    }
     ctx.out.bulks(keys.iter().map(|k| &k[..]));
 }
 
