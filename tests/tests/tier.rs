@@ -44,7 +44,9 @@ fn call(c: &mut RespConn, args: &[&str]) -> OwnedFrame {
     for _ in 0..5_000 {
         let r = c.call(args).expect("reply");
         match &r {
-            OwnedFrame::Error(e) if (e.starts_with("OOM") || e.starts_with("TRYAGAIN")) && Instant::now() < deadline => {
+            OwnedFrame::Error(e)
+                if (e.starts_with("OOM") || e.starts_with("TRYAGAIN")) && Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
             _ => return r,
@@ -75,7 +77,7 @@ fn write_all(c: &mut RespConn) -> Model {
     }
     for i in 0..150 {
         let (sk, zk, lk) = (format!("set:{i}"), format!("zset:{i}"), format!("list:{i}"));
-        let members: Vec<String> = (0..40).map(|j| format!("{}", value(i * 1000 + j, 300))).collect();
+        let members: Vec<String> = (0..40).map(|j| value(i * 1000 + j, 300)).collect();
         let mut sargs = vec!["SADD".to_string(), sk.clone()];
         sargs.extend(members.iter().cloned());
         call(c, &sargs.iter().map(String::as_str).collect::<Vec<_>>());
@@ -159,11 +161,7 @@ fn connect(fleet: &Fleet, i: usize) -> RespConn {
 #[test]
 fn a_node_with_data_far_above_maxmemory_serves_every_key_across_a_restart() {
     let maxmemory = 8u64 << 20;
-    let opts = FleetOptions {
-        nodes: 1,
-        extra_args: vec!["--maxmemory".into(), "8mb".into()],
-        ..Default::default()
-    };
+    let opts = FleetOptions { nodes: 1, extra_args: vec!["--maxmemory".into(), "8mb".into()], ..Default::default() };
     let mut fleet = Fleet::start(&opts).expect("node starts");
     fleet.wait_for_leader(None, TIMEOUT).expect("leader");
     let mut c = connect(&fleet, 0);

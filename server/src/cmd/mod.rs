@@ -190,7 +190,7 @@ pub fn execute(node: &Node, conn: &mut ConnState, args: &[Bytes], out: &mut Repl
     // ASKING covers the one next command, whether it runs or is refused (as in Redis): a
     // flag left over from a refused request would let a later one read a slot this shard
     // is still importing. Inside MULTI it covers the transaction.
-    if matches!(exec, Exec::Done) && !spec.is_some_and(|s| s.name == "asking") && conn.multi.is_none() {
+    if matches!(exec, Exec::Done) && spec.is_none_or(|s| s.name != "asking") && conn.multi.is_none() {
         conn.asking = false;
     }
     exec
