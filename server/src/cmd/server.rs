@@ -301,7 +301,8 @@ const SECTIONS: &[&str] = &[
     "raft",
 ];
 /// Sections printed only by `INFO all`/`everything` or by name, as in Redis.
-const NOT_DEFAULT: &[&str] = &["commandstats"];
+/// Tiering too: the default INFO keeps Redis's shape (docs/tiering.md).
+const NOT_DEFAULT: &[&str] = &["commandstats", "tiering"];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let default: [bool; SECTIONS.len()] = std::array::from_fn(|i| !NOT_DEFAULT.contains(&SECTIONS[i]));
