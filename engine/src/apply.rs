@@ -285,7 +285,7 @@ pub(crate) fn apply_op(set: &mut WriteSet<'_>, op: &Op, now: u64) -> Output {
         // applies the items itself; a guarded write only ever comes at the top level.
         Op::Guarded(g) => Output::Array(g.ops.iter().map(|op| apply_op(set, op, now)).collect()),
         // The keyspace applies a shard op itself; one never comes inside a transaction.
-        Op::Shard(_) => Output::Err(OpError::NotReplicated),
+        Op::Shard(_) | Op::Tier(_) => Output::Err(OpError::NotReplicated),
         Op::Copy { src, dst, replace } => crate::dump::apply_copy(set, src, dst, *replace, now),
         Op::Restore { key, payload, expire_at, replace } => {
             crate::dump::apply_restore(set, key, payload, *expire_at, *replace, now)

@@ -49,6 +49,7 @@ use crate::value::{reserve_one, FastHasher, Value, ENTRY_OVERHEAD};
 
 mod held;
 mod snapshot;
+mod tiering;
 
 pub use held::SlotRead;
 use held::{Held, HeldTables, Registration};
@@ -250,6 +251,8 @@ pub struct Keyspace {
     snapshotting: snapshot::Snapshotting,
     /// Slot ownership in a fleet (replicated beside the keys, carried by snapshots).
     pub meta: ShardMeta,
+    /// Cold slots (replicated beside the keys, carried by snapshots): `tier::manifest`.
+    pub tier: crate::tier::manifest::Manifest,
 }
 
 impl Default for Keyspace {
@@ -267,6 +270,7 @@ impl Keyspace {
             versions: (0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect(),
             snapshotting: snapshot::Snapshotting::default(),
             meta: ShardMeta::default(),
+            tier: Default::default(),
         }
     }
 
@@ -334,6 +338,7 @@ impl Keyspace {
         self.mem.store(other.mem.load(Ordering::Relaxed), Ordering::Relaxed);
         self.keys.store(other.keys.load(Ordering::Relaxed), Ordering::Relaxed);
         self.meta.take_claims(&other.meta);
+        self.tier.install(&other.tier.image());
     }
 
     /// Approximate bytes held by all entries.
@@ -372,6 +377,14 @@ impl Keyspace {
         let outer = Held::current(self);
         if matches!(w.op, Op::FlushAll) && outer.is_none() {
             return self.flush_all(hooks);
+        }
+        if let Op::Tier(op) = &w.op {
+            // Never proposed inside a transaction; refused there rather than deadlocking
+            // on a slot the outer write holds.
+            if outer.is_some() || !hooks.begin() {
+                return Some(Output::Err(crate::OpError::NotReplicated));
+            }
+            return Some(self.apply_tier(op));
         }
         // Graph halves orphaned by this write are cleaned after its locks are released.
         let cleanup = outer.is_none().then(crate::graph::Cleanup::begin);
@@ -467,6 +480,11 @@ impl Keyspace {
         if let Some(&slot) = named.iter().find(|&&s| !self.meta.accepts_write(s, guarded(s))) {
             return Some(Output::Err(crate::OpError::SlotNotServed(slot)));
         }
+        // A cold slot's table is empty: a write there must wait for the load (the
+        // server loads and retries), never apply to the empty table.
+        if let Some(&slot) = named.iter().find(|&&s| self.tier.is_cold(s)) {
+            return Some(Output::Err(crate::OpError::Cold(slot)));
+        }
         // EXEC's WATCH on a replicated shard: every member checks the same guard against
         // the versions from before this write (op.rs `Guarded`).
         if let Op::Guarded(g) = &w.op {
@@ -474,6 +492,7 @@ impl Keyspace {
                 return None;
             }
         }
+        let flushes_all = w.op.flushes_all();
         let mut set = WriteSet { held };
         let items = match &w.op {
             Op::Multi(ops) => Some(ops),
@@ -494,6 +513,11 @@ impl Keyspace {
             }
             None => apply::apply_op(&mut set, &w.op, w.now_ms),
         };
+        if flushes_all {
+            // A flushed cold slot is forgotten with its object (left for GC); every slot
+            // is held, so this is atomic with the flush.
+            held.tables().iter().for_each(|&(s, _)| drop(self.tier.set_hot(s)));
+        }
         hooks.end(&w.op);
         Some(out)
     }
@@ -553,6 +577,7 @@ impl Keyspace {
                 snap.preserve(s as u16, &t);
             }
             t.clear();
+            self.tier.set_hot(s as u16);
             self.sync(&mut t);
             self.bump(s as u16);
         }

@@ -198,6 +198,9 @@ pub enum Op {
     /// A change to the shard's slot ownership ([`crate::shard_meta`]) -> `Ok`, or
     /// [`OpError::SlotNotServed`] naming the slot it refused (nothing changed).
     Shard(crate::shard_meta::ShardOp),
+    /// A change to the cold-tier manifest ([`crate::tier::manifest`]) -> `Int(1)` when it
+    /// applied, `Int(0)` when it was stale (nothing changed).
+    Tier(crate::tier::manifest::TierOp),
 }
 
 /// A replicated transaction: its items, the WATCH guard every member checks before any
@@ -279,7 +282,7 @@ impl Op {
             | Op::HDel { key, .. }
             | Op::HIncrBy { key, .. }
             | Op::HIncrByFloat { key, .. } => f(key),
-            Op::FlushAll => {}
+            Op::FlushAll | Op::Tier(_) => {}
             Op::Shard(op) => op.for_each_key(f),
             Op::Sets(op) => op.for_each_key(&mut f),
             Op::SortedSets(op) => op.for_each_key(&mut f),
@@ -353,4 +356,8 @@ pub enum OpError {
     /// redirected. The slot is in the error so the server can name the new owner.
     #[error("TRYAGAIN slot {0} is moving between shards; retry")]
     SlotNotServed(u16),
+    /// A write to a slot whose data is in the cold tier: it must be loaded first (the
+    /// server does, and retries); applying to the empty table would lose data.
+    #[error("TRYAGAIN slot {0} is in the cold tier; retry")]
+    Cold(u16),
 }

@@ -3,9 +3,10 @@
 //!
 //! Layout (integers big-endian):
 //! ```text
-//! magic "PRSMSNAP" | version u32 (3)
-//! versions         : count u32 | (slot u16 | version u64)*count    (v2, v3)
-//! shard metadata   : len u32 | bincode of ShardMetaImage            (v3)
+//! magic "PRSMSNAP" | version u32 (4)
+//! versions         : count u32 | (slot u16 | version u64)*count    (v2 on)
+//! shard metadata   : len u32 | bincode of ShardMetaImage            (v3 on)
+//! cold manifest    : len u32 | bincode of ManifestImage             (v4)
 //! record*          : key_len u64 | key | expire_at u64 | value_len u64 | value
 //! trailer          : record_count u64 | crc32c u32 of everything before it
 //! ```
@@ -16,8 +17,10 @@
 //! the decoded keyspace gets exactly those versions (the restores' own counts are
 //! overwritten), so a member that installed a snapshot agrees with one that replayed the
 //! log. The shard metadata ([`prism_engine::shard_meta`]: slot claims) is the one at the
-//! same instant. Versions 1 (no versions block: every version 0) and 2 (no metadata:
-//! no claims) still decode.
+//! same instant, and so is the cold-tier manifest ([`prism_engine::tier::manifest`]: the
+//! cold slots' objects; their tables hold no records here). Versions 1 (no versions
+//! block: every version 0), 2 (no metadata: no claims) and 3 (no manifest: nothing
+//! cold) still decode.
 //!
 //! Invariants: decoding checks the magic, the version, every length against what is left,
 //! the record count and the checksum, and never panics on bad bytes: a truncated or
@@ -27,10 +30,13 @@ use bincode::Options as _;
 use bytes::Bytes;
 use prism_engine::keyspace::SnapshotImage;
 use prism_engine::shard_meta::ShardMetaImage;
+use prism_engine::tier::manifest::ManifestImage;
 use prism_engine::{dump, Keyspace, Op, Output, Write, SLOT_COUNT};
 
 const MAGIC: &[u8; 8] = b"PRSMSNAP";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
+/// Still decoded: no manifest block.
+const VERSION_3: u32 = 3;
 /// Still decoded: no metadata block.
 const VERSION_2: u32 = 2;
 /// Still decoded: no versions block.
@@ -110,6 +116,9 @@ pub fn encode(copy: &KeyspaceCopy) -> Vec<u8> {
     let meta = bincode::serialize(&copy.image.meta).unwrap_or_default();
     out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     out.extend_from_slice(&meta);
+    let tier = bincode::serialize(&copy.image.tier).unwrap_or_default();
+    out.extend_from_slice(&(tier.len() as u32).to_be_bytes());
+    out.extend_from_slice(&tier);
     for (key, entry) in copy.image.entries() {
         put_bytes(&mut out, key);
         out.extend_from_slice(&entry.expire_at.to_be_bytes());
@@ -137,10 +146,11 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let version = r.u32()?;
-    let (versions, meta) = match version {
-        VERSION => (r.versions()?, r.meta()?),
-        VERSION_2 => (r.versions()?, ShardMetaImage::default()),
-        VERSION_1 => (Vec::new(), ShardMetaImage::default()),
+    let (versions, meta, tier) = match version {
+        VERSION => (r.versions()?, r.block::<ShardMetaImage>()?, r.block::<ManifestImage>()?),
+        VERSION_3 => (r.versions()?, r.block::<ShardMetaImage>()?, ManifestImage::default()),
+        VERSION_2 => (r.versions()?, ShardMetaImage::default(), ManifestImage::default()),
+        VERSION_1 => (Vec::new(), ShardMetaImage::default(), ManifestImage::default()),
         _ => return Err(SnapshotError::Version(version)),
     };
     let keyspace = Keyspace::new();
@@ -161,6 +171,7 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
     }
     keyspace.set_slot_versions(&versions);
     keyspace.meta.install(&meta);
+    keyspace.tier.install(&tier);
     Ok(keyspace)
 }
 
@@ -208,8 +219,8 @@ impl Reader {
         Ok(versions)
     }
 
-    /// The shard metadata block.
-    fn meta(&mut self) -> Result<ShardMetaImage, SnapshotError> {
+    /// A bincode block: the shard metadata, the cold manifest.
+    fn block<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, SnapshotError> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
         bincode::DefaultOptions::new()

@@ -363,3 +363,39 @@ fn slot_versions_in_the_format() {
         assert!(crate::snapshot::decode(&bad).is_err());
     }
 }
+
+/// A snapshot carries the cold-tier manifest: the follower that installs it knows the
+/// cold slot's object, and its hot keys, as the leader does.
+#[test]
+fn snapshot_carries_cold_slots() {
+    use prism_engine::tier::manifest::TierOp;
+    rt().block_on(async {
+        let leader_dir = tempfile::tempdir().expect("temp dir");
+        let mut leader = new_sm(&leader_dir);
+        leader.apply([normal(1, vec![set("{a}1", "x"), set("{a}2", "y"), set("hot", "z")])]).await.expect("apply");
+        let ks = leader.keyspace();
+        let slot = Slot::of_key(b"{a}");
+        let spilled = TierOp::Spilled {
+            slot: slot.get(),
+            object: "slot-x/o.1.00000000.arrow".into(),
+            crc32c: 0,
+            rows: 2,
+            bytes: 1,
+            slot_version: ks.slot_version(slot),
+        };
+        let out = leader.apply([normal(2, vec![Op::Tier(spilled)])]).await.expect("apply");
+        assert_eq!(out, vec![vec![Output::Int(1)]]);
+        let snap = leader.get_snapshot_builder().await.build_snapshot().await.expect("build");
+
+        let follower_dir = tempfile::tempdir().expect("temp dir");
+        let mut follower = new_sm(&follower_dir);
+        let handle = follower.keyspace();
+        let mut data = follower.begin_receiving_snapshot().await.expect("begin");
+        *data = *snap.snapshot;
+        follower.install_snapshot(&snap.meta, data).await.expect("install");
+        assert!(handle.tier.is_cold(slot.get()));
+        assert_eq!(handle.tier.entry(slot.get()).map(|e| e.object), Some("slot-x/o.1.00000000.arrow".into()));
+        assert_eq!(handle.tier.totals().1, 2);
+        assert_eq!(contents(&handle).len(), 1, "only the hot key is in memory");
+    });
+}

@@ -105,6 +105,15 @@ pub struct Config {
     pub cluster_topology: Option<PathBuf>,
     /// Raft leader heartbeat, milliseconds; elections time out after 4x to 8x of it.
     pub raft_heartbeat_ms: u64,
+    /// Where cold partitions go (`cold-store`: a directory, `file://` or `s3://` URL);
+    /// `None`: `<data-dir>/cold`.
+    pub cold_store: Option<String>,
+    /// TOML file of S3 options for an `s3://` cold store (`cold-store-credentials`).
+    pub cold_store_credentials: Option<PathBuf>,
+    /// Spilling starts above this percent of `maxmemory` (`tier-high-watermark`)...
+    pub tier_high_watermark: u64,
+    /// ... and stops below this one (`tier-low-watermark`).
+    pub tier_low_watermark: u64,
     /// TEST ONLY: a node that believes it leads answers reads from local state without
     /// confirming leadership (read-index). Breaks linearizability on purpose, so the
     /// fault tests can show that their checker catches stale reads.
@@ -264,6 +273,10 @@ impl Default for Config {
             raft_group: Vec::new(),
             cluster_topology: None,
             raft_heartbeat_ms: 100,
+            cold_store: None,
+            cold_store_credentials: None,
+            tier_high_watermark: 90,
+            tier_low_watermark: 75,
             unsafe_stale_reads: false,
             appendfsync_everysec: false,
             raft_snapshot_entries: 100_000,
@@ -303,6 +316,10 @@ pub const KEYS: &[(&str, bool)] = &[
     ("raft-group", false),
     ("cluster-topology", false),
     ("raft-heartbeat-ms", false),
+    ("cold-store", false),
+    ("cold-store-credentials", false),
+    ("tier-high-watermark", true),
+    ("tier-low-watermark", true),
     ("unsafe-stale-reads", false),
     ("appendfsync", false),
     ("raft-snapshot-entries", false),
@@ -418,6 +435,21 @@ impl Config {
             "cluster-topology" => {
                 self.cluster_topology = (!value.is_empty()).then(|| PathBuf::from(value));
             }
+            "cold-store" => self.cold_store = Some(value.to_string()).filter(|v| !v.is_empty()),
+            "cold-store-credentials" => {
+                self.cold_store_credentials = Some(PathBuf::from(value)).filter(|_| !value.is_empty())
+            }
+            "tier-high-watermark" | "tier-low-watermark" => {
+                let v: u64 = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if !(1..=100).contains(&v) {
+                    return Err(bad(k, "must be a percent of maxmemory (1-100)"));
+                }
+                if k == "tier-high-watermark" {
+                    self.tier_high_watermark = v;
+                } else {
+                    self.tier_low_watermark = v;
+                }
+            }
             "raft-heartbeat-ms" => {
                 self.raft_heartbeat_ms = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
                 if !(10..=10_000).contains(&self.raft_heartbeat_ms) {
@@ -503,6 +535,12 @@ impl Config {
             "raft-group" => self.raft_group.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","),
             "cluster-topology" => self.cluster_topology.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             "raft-heartbeat-ms" => self.raft_heartbeat_ms.to_string(),
+            "cold-store" => self.cold_store.clone().unwrap_or_default(),
+            "cold-store-credentials" => {
+                self.cold_store_credentials.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            }
+            "tier-high-watermark" => self.tier_high_watermark.to_string(),
+            "tier-low-watermark" => self.tier_low_watermark.to_string(),
             "unsafe-stale-reads" => if self.unsafe_stale_reads { "yes" } else { "no" }.to_string(),
             "appendfsync" => if self.appendfsync_everysec { "everysec" } else { "always" }.to_string(),
             "raft-snapshot-entries" => self.raft_snapshot_entries.to_string(),

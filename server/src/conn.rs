@@ -121,6 +121,9 @@ impl ConnState {
 /// writes or waits for a read fence when `execute` asks for it, and settles a direct
 /// handler's pending reply at once (it may block the connection).
 async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
+    // A request touching many cold slots loads them one by one; past this it gives up.
+    const MAX_LOADS: usize = 64;
+    let mut loads = 0;
     loop {
         match cmd::execute(node, state, args, out) {
             cmd::Exec::Done => {}
@@ -131,6 +134,23 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
             cmd::Exec::Fence => {
                 pending::fence(node, state).await;
                 continue;
+            }
+            cmd::Exec::Load(slot) => {
+                // Earlier pending writes keep their place ahead of this request.
+                if !state.pending.is_empty() {
+                    pending::commit(node, state, out).await;
+                }
+                loads += 1;
+                let result = if loads > MAX_LOADS {
+                    Err(cmd::CmdError::msg("TRYAGAIN cold partition unavailable: slots keep changing tier; retry"))
+                } else {
+                    crate::tier::load(node, slot).await
+                };
+                state.waited();
+                match result {
+                    Ok(()) => continue,
+                    Err(e) => cmd::fail(state, out, e),
+                }
             }
         }
         let custom = state.pending.last().is_some_and(|p| matches!(p.render, pending::Render::Custom(_)));

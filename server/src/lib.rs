@@ -22,6 +22,7 @@ pub mod resp;
 pub mod server;
 pub mod stats;
 pub mod table;
+pub mod tier;
 pub mod tls;
 pub mod topology;
 

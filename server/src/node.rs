@@ -86,6 +86,8 @@ pub struct Node {
     /// Replicated node: transactions this node proposed whose reads run when it applies
     /// them (`cmd/multi/replicated.rs`).
     pub execs: Arc<crate::cmd::multi::replicated::ExecRegistry>,
+    /// The cold tier: store, spiller state, load locks, counters (`tier.rs`).
+    pub tiering: crate::tier::Tiering,
 }
 
 impl Node {
@@ -117,6 +119,7 @@ impl Node {
             repl_id: random_hex_id(),
             shutdown_requested: tokio::sync::Notify::new(),
             execs: Arc::default(),
+            tiering: Default::default(),
         }
     }
 

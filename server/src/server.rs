@@ -34,6 +34,8 @@ pub enum StartError {
     Password { path: String, why: String },
     #[error("cannot join the shard group: {0}")]
     Raft(String),
+    #[error("cannot open the cold store: {0}")]
+    ColdStore(String),
     #[error("cannot read {key} {path}: {why}")]
     Secret { key: &'static str, path: String, why: String },
     #[error("cannot load aclfile: {0}")]
@@ -100,6 +102,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     let replication = config.clone();
     let aclfile = config.aclfile.clone();
     let node = Arc::new(Node::new(config, clock, password, topology));
+    // Before the log replays: nothing is loaded or spilled until requests arrive anyway,
+    // but a bad `cold-store` is a startup error, not a surprise at the first spill.
+    node.tiering.open(&replication).map_err(StartError::ColdStore)?;
     if let Some(path) = &aclfile {
         node.acl.load_file(None, path).map_err(StartError::Acl)?;
     }
@@ -113,6 +118,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
     if let Some(listener) = admin_listener {
         crate::admin::spawn(node.clone(), listener, stop_rx.clone(), done_tx.clone());
     }
+    tokio::spawn(crate::tier::spiller(node.clone(), stop_rx.clone(), done_tx.clone()));
     tokio::spawn(active_expiry(node.clone(), stop_rx, done_tx));
     tracing::info!(%addr, admin = ?admin_addr, "prism node ready");
     Ok(ServerHandle { addr, admin_addr, node, stop, done })

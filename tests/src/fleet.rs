@@ -210,6 +210,11 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> Option<PathBuf> {
+        Some(self.dir.as_ref()?.path().join(format!("node-{}", i + 1)))
+    }
+
     /// The topology file of a fleet started with `shards` > 1.
     pub fn topology_path(&self) -> Option<PathBuf> {
         let path = self.dir.as_ref()?.path().join("topology.toml");

@@ -274,7 +274,7 @@ async fn commandstats_and_errorstats_count_calls_rejections_and_failures() {
     assert!(!payload(&default).contains("# Commandstats"), "{default}");
     let all = c.cmd(&["INFO", "all"]).await;
     let headers: Vec<&str> = payload(&all).split("\r\n").filter(|l| l.starts_with('#')).collect();
-    assert_eq!(&headers[6..], ["# CPU", "# Commandstats", "# Errorstats", "# Cluster", "# Keyspace"]);
+    assert_eq!(&headers[6..], ["# CPU", "# Commandstats", "# Errorstats", "# Cluster", "# Keyspace", "# Tiering"]);
     assert_eq!(cmdstat(&all, "info"), Some((4, 0, 0)), "{all}");
 
     // RESETSTAT clears both; it counts itself, as in Redis.

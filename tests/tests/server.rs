@@ -56,6 +56,8 @@ async fn info_sections_in_redis_order() {
     // As Redis 7.0: `default` is the plain INFO; `all` and `everything` add Commandstats.
     let mut with_commandstats = expected.to_vec();
     with_commandstats.insert(7, "# Commandstats");
+    // ... and Prism's cold tier section (docs/tiering.md).
+    with_commandstats.push("# Tiering");
     for (arg, want) in [
         ("default", &expected[..]),
         ("all", &with_commandstats[..]),

@@ -40,6 +40,7 @@ pub type SlotCopy = Vec<(Bytes, Entry)>;
 pub struct SnapshotInProgress {
     versions: Vec<u64>,
     meta: crate::shard_meta::ShardMetaImage,
+    tier: crate::tier::manifest::ManifestImage,
     copied: Box<[AtomicBool]>,
     /// Copies made so far, in no particular order (writers and the copier both push).
     done: Mutex<Vec<(u16, SlotCopy)>>,
@@ -59,6 +60,8 @@ pub struct SnapshotImage {
     pub versions: Vec<u64>,
     /// The shard's metadata ([`crate::shard_meta`]) at the snapshot's instant.
     pub meta: crate::shard_meta::ShardMetaImage,
+    /// The cold-tier manifest at the snapshot's instant (its slots' tables are empty).
+    pub tier: crate::tier::manifest::ManifestImage,
     /// How many slots were copied by a write before the background copy reached them.
     pub copied_by_writers: usize,
 }
@@ -143,6 +146,7 @@ impl SnapshotInProgress {
             slots: done.into_iter().map(|(_, c)| c).collect(),
             versions: self.versions.clone(),
             meta: self.meta.clone(),
+            tier: self.tier.clone(),
             copied_by_writers: self.by_writers.load(Ordering::Relaxed),
         }
     }
@@ -173,6 +177,7 @@ impl Keyspace {
         let snap = Arc::new(SnapshotInProgress {
             versions: self.slot_versions(),
             meta: self.meta.image(),
+            tier: self.tier.image(),
             copied: (0..SLOT_COUNT).map(|_| AtomicBool::new(false)).collect(),
             done: Mutex::new(Vec::with_capacity(SLOT_COUNT)),
             by_writers: AtomicUsize::new(0),

@@ -17,6 +17,7 @@
 //! and only the final restore goes through the write path (invariant 2).
 
 pub mod format;
+pub mod manifest;
 pub mod partition;
 pub mod store;
 #[cfg(test)]

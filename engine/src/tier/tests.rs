@@ -196,3 +196,99 @@ async fn local_store_round_trip_and_verification() {
     assert!(matches!(store.get("../etc/passwd.3.00000000.arrow").await, Err(StoreError::BadName(_))));
     assert!(matches!(ColdStore::open("gs://bucket", None), Err(StoreError::Config(_))));
 }
+
+// ---- the replicated manifest (keyspace/tiering.rs) ---------------------------------
+
+mod manifest {
+    use super::*;
+    use crate::op::{Op, OpError, Output, Write};
+    use crate::tier::manifest::TierOp;
+
+    fn apply(ks: &Keyspace, op: Op) -> Output {
+        ks.apply(&Write { now_ms: 2, op })
+    }
+
+    /// Spills the sample slot: the object's rows and the `Spilled` op for `version`.
+    fn spilled(ks: &Keyspace, version: u64) -> (TierOp, Vec<(Bytes, u64, Bytes)>) {
+        let (obj, stats) = spill_slot(ks, slot()).expect("encode");
+        let rows = format::decode(obj.bytes.clone()).expect("decode").rows;
+        let op = TierOp::Spilled {
+            slot: slot().get(),
+            object: "o1".into(),
+            crc32c: stats.crc32c,
+            rows: stats.rows,
+            bytes: stats.object_bytes,
+            slot_version: version,
+        };
+        (op, rows.into_iter().map(|r| (r.key, r.expire_at, r.payload)).collect())
+    }
+
+    #[test]
+    fn a_spill_applies_only_at_the_version_it_encoded() {
+        let ks = sample();
+        let before = dump_slot(&ks, slot());
+        let v = ks.slot_version(slot());
+        let (stale, _) = spilled(&ks, v + 1);
+        assert_eq!(apply(&ks, Op::Tier(stale)), Output::Int(0), "a write landed after the encode");
+        assert_eq!(dump_slot(&ks, slot()), before);
+        assert!(!ks.tier.is_cold(slot().get()));
+
+        let (op, _) = spilled(&ks, v);
+        assert_eq!(apply(&ks, Op::Tier(op)), Output::Int(1));
+        assert!(ks.tier.is_cold(slot().get()));
+        assert!(ks.slot(slot()).is_empty() && ks.key_count() == 0 && ks.used_memory() == 0);
+        assert_eq!(ks.tier.totals(), (1, before.len() as u64, ks.tier.entry(slot().get()).unwrap().bytes));
+        assert_eq!(ks.slot_version(slot()), v, "the contents clients see did not change");
+        // A write to the cold slot is refused, never applied to the empty table.
+        let set = Op::Set {
+            key: Bytes::from_static(b"{p}s"),
+            value: Bytes::from_static(b"x"),
+            exists: crate::Exists::Absent,
+            ttl: crate::TtlChange::Clear,
+            get: false,
+        };
+        assert_eq!(apply(&ks, set), Output::Err(OpError::Cold(slot().get())));
+    }
+
+    #[test]
+    fn a_load_restores_only_the_object_the_manifest_names() {
+        let ks = sample();
+        let before = dump_slot(&ks, slot());
+        let (op, rows) = spilled(&ks, ks.slot_version(slot()));
+        assert_eq!(apply(&ks, Op::Tier(op)), Output::Int(1));
+
+        let load = |object: &str, rows: Vec<(Bytes, u64, Bytes)>| {
+            Op::Tier(TierOp::Loaded { slot: slot().get(), object: object.into(), rows })
+        };
+        assert_eq!(apply(&ks, load("stale", rows.clone())), Output::Int(0));
+        assert!(ks.tier.is_cold(slot().get()) && ks.slot(slot()).is_empty());
+        // One bad row refuses the whole load.
+        let mut bad = rows.clone();
+        bad[0].2 = Bytes::from_static(b"junk");
+        assert!(matches!(apply(&ks, load("o1", bad)), Output::Err(_)));
+        assert!(ks.tier.is_cold(slot().get()) && ks.slot(slot()).is_empty());
+
+        assert_eq!(apply(&ks, load("o1", rows.clone())), Output::Int(1));
+        assert!(!ks.tier.is_cold(slot().get()));
+        assert_eq!(dump_slot(&ks, slot()), before);
+        assert_eq!(ks.tier.totals(), (0, 0, 0));
+        assert_eq!(apply(&ks, load("o1", rows)), Output::Int(0), "a second load of the same object");
+    }
+
+    #[test]
+    fn flushall_forgets_cold_slots_and_snapshots_carry_them() {
+        let ks = sample();
+        let (op, _) = spilled(&ks, ks.slot_version(slot()));
+        assert_eq!(apply(&ks, Op::Tier(op)), Output::Int(1));
+        let image = ks.snapshot_now();
+        assert_eq!(image.tier.cold.len(), 1);
+        assert_eq!(image.tier.cold[0].0, slot().get());
+        let other = Keyspace::new();
+        other.tier.install(&image.tier);
+        assert!(other.tier.is_cold(slot().get()));
+
+        assert_eq!(apply(&ks, Op::FlushAll), Output::Ok);
+        assert!(!ks.tier.is_cold(slot().get()));
+        assert_eq!(ks.tier.totals(), (0, 0, 0));
+    }
+}

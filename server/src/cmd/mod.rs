@@ -163,6 +163,8 @@ pub enum Exec {
     Commit,
     /// A linearizable read: wait for a read fence, then run this request again.
     Fence,
+    /// A key is in this cold slot: load it (`tier::load`), then run this request again.
+    Load(u16),
 }
 
 /// Runs one request and writes its reply, or says what must happen first.
@@ -250,6 +252,12 @@ fn execute_checked(
         Ok(shard) => shard,
         Err(e) => return refused(node, conn, out, args, e),
     };
+    // The cold tier (tier.rs): a key in a cold slot is loaded first. `tier_mark` tells
+    // below whether a slot changed tier while this request read.
+    let tier_mark = node.keyspace.tier.transitions();
+    if let Some(slot) = cold_key(node, spec, args) {
+        return Some(Exec::Load(slot));
+    }
     if let Some(r) = node.replica() {
         // A keyless write (FLUSHALL ...) on a member that does not lead.
         if shard.is_none() && spec.has(flag::WRITE) && !r.is_leader() {
@@ -292,6 +300,17 @@ fn execute_checked(
     match spec.handler {
         Handler::Direct(f) => {
             f(&mut ctx, args);
+            // A read that raced a spill may have seen an emptied table: run it again.
+            if node.keyspace.tier.transitions() != tier_mark
+                && !spec.has(flag::WRITE)
+                && ctx.conn.pending.is_empty()
+                && ctx.conn.deferred.is_none()
+            {
+                if let Some(first) = spec.key_indexes_in(args).next() {
+                    ctx.out.buf.truncate(mark);
+                    return Some(Exec::Load(Slot::of_key(&args[first]).get()));
+                }
+            }
             // A read in a migrating slot: a key may have moved while it ran (fleet/moving.rs).
             if let Some((slot, version)) = ctx.conn.slot_guard.take() {
                 if !spec.has(flag::WRITE) && ctx.conn.pending.is_empty() && moved_meanwhile(node, slot, version) {
@@ -320,6 +339,10 @@ fn execute_checked(
             }
             Ok(op) => {
                 let result = node.write_at(op, ctx.now_ms());
+                // Spilled between the check above and the apply: nothing applied.
+                if let Output::Err(prism_engine::OpError::Cold(slot)) = result {
+                    return Some(Exec::Load(slot));
+                }
                 if matches!(result, prism_engine::Output::Err(_)) {
                     ctx.conn.errors += 1;
                 }
@@ -333,6 +356,23 @@ fn execute_checked(
     }
     crate::stats::ran(node, ctx.conn, ctx.out, spec, args, mark, started);
     Some(Exec::Done)
+}
+
+/// The slot of the request's first key in a cold slot, if any; records the access of
+/// every key's slot for the spiller (one load each, and a store when the tick moved).
+#[inline]
+fn cold_key(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
+    let tier = &node.keyspace.tier;
+    let tick = node.tiering.tick();
+    let mut cold = None;
+    for i in spec.key_indexes_in(args) {
+        let slot = Slot::of_key(&args[i]).get();
+        tier.touch(slot, tick);
+        if cold.is_none() && tier.is_cold(slot) {
+            cold = Some(slot);
+        }
+    }
+    cold
 }
 
 /// A write to a migrating slot, guarded on the slot's version when its keys were seen

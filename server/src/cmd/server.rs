@@ -297,10 +297,12 @@ const SECTIONS: &[&str] = &[
     "errorstats",
     "cluster",
     "keyspace",
+    "tiering",
     "raft",
 ];
 /// Sections printed only by `INFO all`/`everything` or by name, as in Redis.
-const NOT_DEFAULT: &[&str] = &["commandstats"];
+/// Tiering too: the default INFO keeps Redis's shape (docs/tiering.md).
+const NOT_DEFAULT: &[&str] = &["commandstats", "tiering"];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let default: [bool; SECTIONS.len()] = std::array::from_fn(|i| !NOT_DEFAULT.contains(&SECTIONS[i]));
@@ -453,6 +455,7 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
                 field!("outbox_oldest_age_ms", (oldest_s * 1000.0) as u64);
             }
         }
+        "tiering" => crate::tier::info(node, s),
         "keyspace" => {
             let ks = node.keyspace.stats();
             s.push_str("# Keyspace\r\n");
@@ -889,7 +892,9 @@ fn time(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 }
 
 fn dbsize(ctx: &mut Ctx<'_>, _: &[Bytes]) {
-    ctx.out.int(ctx.node.keyspace.key_count() as i64);
+    // Cold rows count: they are keys, only not in memory (docs/tiering.md).
+    let (_, cold_rows, _) = ctx.node.keyspace.tier.totals();
+    ctx.out.int((ctx.node.keyspace.key_count() + cold_rows) as i64);
 }
 
 /// FLUSHDB and FLUSHALL: one database, so both empty the whole keyspace. ASYNC and SYNC

@@ -1,0 +1,76 @@
+//! Applying [`TierOp`]s: dropping a spilled slot's entries and restoring a loaded one's,
+//! under the slot's write lock, together with the manifest change (`tier::manifest`).
+//!
+//! Invariants:
+//! - Neither op bumps the slot's write version: the slot's contents as clients see them
+//!   do not change (the rows move between memory and an object), so a WATCH or a version
+//!   guard stays valid across them. `Spilled` compares against that version, so a write
+//!   that landed after the encode makes it a no-op.
+//! - `Loaded` validates every row (slot and payload) before the first is restored: a bad
+//!   row refuses the whole op and changes nothing.
+//! - A snapshot in progress is given the slot before it changes (as every write does).
+
+use std::sync::atomic::Ordering;
+
+use super::{Entry, Keyspace};
+use crate::op::{OpError, Output};
+use crate::slot::{Slot, SLOT_COUNT};
+use crate::tier::manifest::{ColdEntry, TierOp};
+
+impl Keyspace {
+    /// Applies one manifest op (module header). Deterministic.
+    pub(super) fn apply_tier(&self, op: &TierOp) -> Output {
+        match op {
+            TierOp::Spilled { slot, object, crc32c, rows, bytes, slot_version } => {
+                let s = *slot as usize;
+                if s >= SLOT_COUNT {
+                    return Output::Int(0);
+                }
+                let mut table = self.slots[s].write();
+                let current = self.versions[s].load(Ordering::Relaxed);
+                // The count check is defence in depth: an equal version means an equal table.
+                if self.tier.is_cold(*slot) || current != *slot_version || table.len() as u64 != *rows {
+                    return Output::Int(0);
+                }
+                if let Some(snap) = self.snapshotting.current() {
+                    snap.preserve(*slot, &table);
+                }
+                let entry = ColdEntry { object: object.clone(), crc32c: *crc32c, rows: *rows, bytes: *bytes };
+                self.tier.set_cold(*slot, entry);
+                table.clear();
+                self.sync(&mut table);
+                Output::Int(1)
+            }
+            TierOp::Loaded { slot, object, rows } => {
+                let s = *slot as usize;
+                if s >= SLOT_COUNT || self.tier.entry(*slot).is_none_or(|e| e.object != *object) {
+                    return Output::Int(0);
+                }
+                let mut decoded = Vec::with_capacity(rows.len());
+                for (key, expire_at, payload) in rows {
+                    if Slot::of_key(key).get() != *slot {
+                        return Output::Err(OpError::BadDataFormat);
+                    }
+                    match crate::dump::decode(payload) {
+                        Ok(value) => decoded.push((key, Entry { value, expire_at: *expire_at })),
+                        Err(e) => return Output::Err(e.into()),
+                    }
+                }
+                let mut table = self.slots[s].write();
+                // Rechecked under the lock: a FLUSHALL may have run since.
+                if self.tier.entry(*slot).is_none_or(|e| e.object != *object) {
+                    return Output::Int(0);
+                }
+                if let Some(snap) = self.snapshotting.current() {
+                    snap.preserve(*slot, &table);
+                }
+                for (key, entry) in decoded {
+                    table.put(key, 0, entry);
+                }
+                self.tier.set_hot(*slot);
+                self.sync(&mut table);
+                Output::Int(1)
+            }
+        }
+    }
+}

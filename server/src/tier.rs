@@ -1,0 +1,242 @@
+//! The cold tier on a node: the cold store, the background spiller and on-demand loads
+//! (the engine's manifest, `prism_engine::tier::manifest`, is the replicated truth).
+//!
+//! Spill (leader or standalone node only, one slot at a time): when used memory passes
+//! `tier-high-watermark` percent of `maxmemory`, the least recently touched hot slot is
+//! encoded (under its read lock, off the async runtime), its object is stored (complete
+//! and checksummed first: invariant 3), then `TierOp::Spilled` is proposed; it applies
+//! only if no write reached the slot since the encode. Repeats until below
+//! `tier-low-watermark`. Nothing happens when `maxmemory` is 0.
+//!
+//! Load: a request whose key is in a cold slot waits for [`load`]: one load per slot at a
+//! time (a per-slot async mutex; whoever waited finds the slot hot and goes on), which
+//! gets the object (its checksum verified), decodes it off the runtime and proposes
+//! `TierOp::Loaded` with the rows; then the request runs again. Failures answer
+//! `-TRYAGAIN cold partition unavailable: <reason>` and count for INFO.
+//!
+//! Invariants: apply never waits on the store (all store I/O happens here, before a
+//! proposal); an object that no applied `Spilled` references is deleted at once (the
+//! verdict is the same on every member), and a referenced one is never deleted here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prism_engine::tier::manifest::TierOp;
+use prism_engine::tier::{self, ColdStore, StoreError};
+use prism_engine::{Op, Output, Slot, Write, SLOT_COUNT};
+use tokio::sync::{mpsc, watch};
+
+use crate::cmd::CmdError;
+use crate::node::Node;
+
+/// How often the spiller looks at memory.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The node's tiering state (counters are INFO's `tiering` section).
+#[derive(Default)]
+pub struct Tiering {
+    store: OnceLock<ColdStore>,
+    /// Per-slot load locks (module header); at most one entry per slot.
+    loading: Mutex<HashMap<u16, Arc<tokio::sync::Mutex<()>>>>,
+    /// The access clock: advanced by the spiller every tick, stored per slot on access.
+    tick: AtomicU32,
+    pub spills: AtomicU64,
+    pub loads: AtomicU64,
+    pub load_failures: AtomicU64,
+    pub checksum_failures: AtomicU64,
+}
+
+impl Tiering {
+    /// Opens the configured store (`cold-store`, default `<data-dir>/cold`).
+    pub fn open(&self, config: &crate::config::Config) -> Result<(), String> {
+        let url = match &config.cold_store {
+            Some(url) => url.clone(),
+            None => config.data_dir.join("cold").display().to_string(),
+        };
+        let store = ColdStore::open(&url, config.cold_store_credentials.as_deref()).map_err(|e| e.to_string())?;
+        let _ = self.store.set(store);
+        Ok(())
+    }
+
+    pub fn store(&self) -> Option<&ColdStore> {
+        self.store.get()
+    }
+
+    /// The current access tick.
+    #[inline]
+    pub fn tick(&self) -> u32 {
+        self.tick.load(Ordering::Relaxed)
+    }
+}
+
+/// The INFO `tiering` section's fields.
+pub fn info(node: &Node, out: &mut String) {
+    use std::fmt::Write as _;
+    let (parts, rows, bytes) = node.keyspace.tier.totals();
+    let t = &node.tiering;
+    let _ = write!(
+        out,
+        "# Tiering\r\ncold_store:{}\r\ncold_partitions:{parts}\r\ncold_rows:{rows}\r\ncold_bytes:{bytes}\r\n\
+         spills:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n",
+        t.store().map_or("", |s| s.url()),
+        t.spills.load(Ordering::Relaxed),
+        t.loads.load(Ordering::Relaxed),
+        t.load_failures.load(Ordering::Relaxed),
+        t.checksum_failures.load(Ordering::Relaxed),
+    );
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> CmdError {
+    // One line: a RESP error cannot carry a newline.
+    let text = reason.to_string().replace(['\r', '\n'], " ");
+    CmdError::msg(format!("TRYAGAIN cold partition unavailable: {text}"))
+}
+
+/// Proposes `op` (standalone: applies it) and returns its output.
+async fn propose(node: &Node, op: Op) -> Result<Output, String> {
+    let write = Write { now_ms: node.now_ms(), op };
+    match node.replica() {
+        None => Ok(node.write_at(write.op, write.now_ms)),
+        Some(r) => {
+            let mut c = r.group.write(vec![write]).await.map_err(|e| e.to_string())?;
+            Ok(c.outputs.pop().unwrap_or(Output::Nil))
+        }
+    }
+}
+
+/// Makes cold `slot` hot (module header). `Ok` also when it was hot already.
+pub async fn load(node: &Node, slot: u16) -> Result<(), CmdError> {
+    let lock = node.tiering.loading.lock().entry(slot).or_default().clone();
+    let _guard = lock.lock().await;
+    let Some(entry) = node.keyspace.tier.entry(slot) else {
+        return Ok(());
+    };
+    let result = load_entry(node, slot, entry.object).await;
+    let t = &node.tiering;
+    match &result {
+        Ok(()) => t.loads.fetch_add(1, Ordering::Relaxed),
+        Err(_) => t.load_failures.fetch_add(1, Ordering::Relaxed),
+    };
+    result
+}
+
+async fn load_entry(node: &Node, slot: u16, object: String) -> Result<(), CmdError> {
+    if node.replica().is_some_and(|r| !r.is_leader()) {
+        return Err(unavailable("only the leader loads cold partitions"));
+    }
+    let store = node.tiering.store().ok_or_else(|| unavailable("no cold store"))?;
+    let bytes = store.get(&object).await.map_err(|e| {
+        if matches!(e, StoreError::Checksum { .. }) {
+            node.tiering.checksum_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        unavailable(e)
+    })?;
+    // Decoding validates every row: CPU work, off the async runtime.
+    let partition = tokio::task::spawn_blocking(move || tier::format::decode(bytes))
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
+    if partition.slot.get() != slot {
+        return Err(unavailable(format!("object {object} holds slot {}", partition.slot.get())));
+    }
+    let rows = partition.rows.into_iter().map(|r| (r.key, r.expire_at, r.payload)).collect();
+    match propose(node, Op::Tier(TierOp::Loaded { slot, object, rows })).await.map_err(unavailable)? {
+        Output::Err(e) => Err(unavailable(e)),
+        // Int(0): the manifest moved on meanwhile (a FLUSHALL, another load); the
+        // request runs again and sees whatever is current.
+        _ => Ok(()),
+    }
+}
+
+/// The spiller task (module header); stops when `stop` changes.
+pub async fn spiller(node: Arc<Node>, mut stop: watch::Receiver<bool>, _done: mpsc::Sender<()>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+        node.tiering.tick.fetch_add(1, Ordering::Relaxed);
+        let max = node.limits.maxmemory.load(Ordering::Relaxed);
+        if max == 0 || node.tiering.store().is_none() || node.replica().is_some_and(|r| !r.is_leader()) {
+            continue;
+        }
+        let (high, low) = {
+            let c = node.config.read();
+            (c.tier_high_watermark, c.tier_low_watermark.min(c.tier_high_watermark))
+        };
+        let percent = |p: u64| (max as u128 * p as u128 / 100) as u64;
+        if node.keyspace.used_memory() <= percent(high) {
+            continue;
+        }
+        // Bounded: at most one pass over the slots per tick.
+        for _ in 0..SLOT_COUNT {
+            if node.keyspace.used_memory() <= percent(low) || *stop.borrow() {
+                break;
+            }
+            let Some(slot) = coldest(&node) else { break };
+            if let Err(e) = spill(&node, slot).await {
+                tracing::warn!("spilling slot {slot}: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// The hot, non-empty, locally owned slot touched longest ago.
+fn coldest(node: &Node) -> Option<u16> {
+    let ks = &node.keyspace;
+    let now = node.tiering.tick();
+    Slot::all()
+        .filter(|s| !ks.tier.is_cold(s.get()) && !ks.slot(*s).is_empty())
+        .filter(|s| ks.meta.serving(s.get()) == prism_engine::shard_meta::Serving::Owned)
+        .max_by_key(|s| now.wrapping_sub(ks.tier.touched(s.get())))
+        .map(|s| s.get())
+}
+
+/// Spills one slot (module header). `Ok` also when the spill turned out stale.
+async fn spill(node: &Arc<Node>, slot: u16) -> Result<(), String> {
+    let ks = node.keyspace.clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        let s = Slot::new(u64::from(slot))?;
+        // Versions change only under the slot's write lock, which the encode excludes:
+        // equal before and after means the object is the slot at that version.
+        let before = ks.slot_version(s);
+        let r = tier::spill_slot(&ks, s);
+        Some((before, ks.slot_version(s), r))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let Some((before, after, encoded)) = encoded else { return Ok(()) };
+    let (obj, stats) = encoded.map_err(|e| e.to_string())?;
+    if before != after {
+        return Ok(());
+    }
+    let store = node.tiering.store().ok_or("no cold store")?;
+    let stem = format!("slot-{slot:05}/v{before}-{}", &crate::node::random_hex_id()[..12]);
+    let stored = store.put(&stem, obj.bytes).await.map_err(|e| e.to_string())?;
+    let op = Op::Tier(TierOp::Spilled {
+        slot,
+        object: stored.key.clone(),
+        crc32c: stored.crc32c,
+        rows: stats.rows,
+        bytes: stored.len,
+        slot_version: before,
+    });
+    match propose(node, op).await {
+        Ok(Output::Int(1)) => {
+            node.tiering.spills.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        // Not applied anywhere (the same verdict on every member): nothing references
+        // the object.
+        Ok(_) => {
+            let _ = store.delete(&stored.key).await;
+            Ok(())
+        }
+        // Unknown whether it committed: the object may be referenced, so it stays.
+        Err(e) => Err(e),
+    }
+}
