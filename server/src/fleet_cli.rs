@@ -200,6 +200,9 @@ fn up(a: UpArgs) -> Result<(), String> {
     }
     std::fs::write(&topology, spec.render()).map_err(|e| format!("cannot write {}: {e}", topology.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the prism binary: {e}"))?;
+    // The nodes share one machine, so one directory is a cold store every member of a
+    // shard reaches (a replicated shard tiers only with such a store: server/src/tier.rs).
+    let shared_cold = (!a.node_args.iter().any(|f| f.starts_with("--cold-store"))).then(|| a.dir.join("cold"));
     let mut children = Vec::new();
     for (_, m) in spec.members() {
         let pid_file = a.dir.join(format!("node-{}.pid", m.id));
@@ -225,6 +228,7 @@ fn up(a: UpArgs) -> Result<(), String> {
             .arg(&topology)
             .arg("--data-dir")
             .arg(&data)
+            .args(shared_cold.iter().flat_map(|d| [std::ffi::OsStr::new("--cold-store"), d.as_os_str()]))
             .args(&a.node_args)
             .stdin(std::process::Stdio::null())
             .stdout(log)

@@ -7,6 +7,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod backup;
 pub mod client;
 pub mod clients;
 pub mod cmd;

@@ -144,14 +144,14 @@ pub fn main(args: LoadArgs) -> ExitCode {
     })
 }
 
-/// Which node gets a row.
-enum Routing {
+/// Which node gets a row (also `prism backup` routes with it).
+pub(crate) enum Routing {
     Single(String),
     Slots { nodes: Vec<String>, owner: Vec<u16> },
 }
 
 impl Routing {
-    async fn discover(addr: &str, credentials: Option<&Credentials>) -> Result<Routing, String> {
+    pub(crate) async fn discover(addr: &str, credentials: Option<&Credentials>) -> Result<Routing, String> {
         let mut conn = Conn::open(addr, credentials).await?;
         let reply = conn.call(&[b"CLUSTER", b"SLOTS"]).await.map_err(|e| format!("CLUSTER SLOTS: {e}"))?;
         if let Reply::Error(e) = &reply {
@@ -189,14 +189,14 @@ impl Routing {
         Ok(Routing::Slots { nodes, owner })
     }
 
-    fn nodes(&self) -> Vec<String> {
+    pub(crate) fn nodes(&self) -> Vec<String> {
         match self {
             Routing::Single(a) => vec![a.clone()],
             Routing::Slots { nodes, .. } => nodes.clone(),
         }
     }
 
-    fn node_of(&self, key: &[u8]) -> Option<usize> {
+    pub(crate) fn node_of(&self, key: &[u8]) -> Option<usize> {
         match self {
             Routing::Single(_) => Some(0),
             Routing::Slots { owner, .. } => match owner[Slot::of_key(key).index()] {

@@ -2,6 +2,7 @@
 //! SIGINT or SIGTERM; `prism load` bulk-loads CSV or Parquet files into a running node (load.rs);
 //! `prism cluster` lays out, starts, stops and inspects a fleet (fleet_cli.rs).
 
+mod backup_cli;
 mod fleet_cli;
 mod load;
 mod reshard_cli;
@@ -42,6 +43,9 @@ enum Command {
     /// Lay out, start, stop and inspect a fleet (topology files and local processes).
     #[command(subcommand)]
     Cluster(fleet_cli::ClusterCommand),
+    /// Create, verify and restore backups of a running node or cluster.
+    #[command(subcommand)]
+    Backup(backup_cli::BackupCommand),
 }
 
 /// Every flag is also a key of the config file (`--config`); flags win over the file.
@@ -65,6 +69,13 @@ struct ServeArgs {
     /// Memory limit for data (e.g. 64mb); 0 means none.
     #[arg(long)]
     maxmemory: Option<String>,
+    /// Object store for cold partitions: a directory or s3://bucket[/prefix]
+    /// (default <data-dir>/cold; a replicated shard needs one every member reaches).
+    #[arg(long)]
+    cold_store: Option<String>,
+    /// TOML file of S3 options (keys, endpoint, region) for cold-store.
+    #[arg(long)]
+    cold_store_credentials: Option<String>,
     /// File holding the password clients must AUTH with.
     #[arg(long)]
     requirepass_file: Option<String>,
@@ -162,6 +173,8 @@ impl ServeArgs {
             ("data-dir", self.data_dir),
             ("maxclients", self.maxclients),
             ("maxmemory", self.maxmemory),
+            ("cold-store", self.cold_store),
+            ("cold-store-credentials", self.cold_store_credentials),
             ("requirepass-file", self.requirepass_file),
             ("proto-max-bulk-len", self.proto_max_bulk_len),
             ("client-output-buffer-limit", self.client_output_buffer_limit),
@@ -203,6 +216,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => a,
         Some(Command::Load(a)) => return load::main(a),
         Some(Command::Cluster(c)) => return fleet_cli::main(c),
+        Some(Command::Backup(c)) => return backup_cli::main(c),
         None => cli.serve,
     };
     let config = match args.into_config() {

@@ -77,12 +77,14 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
         Err(e) => (Vec::new().into_iter(), Some(e)),
     };
     for (has_write, slot, render) in renders {
+        let mark = out.buf.len();
         let output = match (&failed, has_write) {
             (_, false) => None,
             (None, true) => Some(outputs.next().unwrap_or(Output::Nil)),
             (Some(e), true) => {
                 conn.errors += 1;
                 out.error(&replica.write_error(e, slot).0);
+                crate::stats::committed_reply(conn, out, mark);
                 continue;
             }
         };
@@ -98,6 +100,10 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
             (Render::WithNode(f), Some(o)) => f(node, conn, out, o),
             // A render that needs an output always comes with a write.
             (_, None) => out.null(),
+        }
+        if has_write {
+            // errorstats and prism_errors_total count committed writes' errors too.
+            crate::stats::committed_reply(conn, out, mark);
         }
     }
 }

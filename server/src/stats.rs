@@ -470,6 +470,17 @@ pub fn ran(
     }
 }
 
+/// Records the error code of a reply written at `out.buf[mark..]` if it is an error: a
+/// replicated write's reply, rendered after its commit (its call was recorded by [`ran`]
+/// when it was queued, before its outcome was known).
+pub fn committed_reply(conn: &mut ConnState, out: &ReplyWriter, mark: usize) {
+    if out.buf.get(mark) == Some(&b'-') {
+        let reply = &out.buf[mark + 1..];
+        let line = &reply[..reply.iter().position(|&b| b == b'\r').unwrap_or(reply.len())];
+        conn.cmd_stats.error(error_code(line));
+    }
+}
+
 /// Records a request refused before it ran, with the error it got: a rejected call of
 /// the command (or subcommand) it named, if any, and the error's code.
 pub fn rejected(conn: &mut ConnState, args: &[Bytes], error: &str) {

@@ -331,6 +331,7 @@ pub fn families() -> &'static [&'static [CommandSpec]] {
         cmd::command::COMMANDS,
         cmd::keys::COMMANDS,
         cmd::migrate::COMMANDS,
+        crate::backup::save::COMMANDS,
         cmd::sort::COMMANDS,
         cmd::string::COMMANDS,
         cmd::hash::COMMANDS,

@@ -47,13 +47,60 @@ pub struct Tiering {
     pub loads: AtomicU64,
     pub load_failures: AtomicU64,
     pub checksum_failures: AtomicU64,
+    /// How long loads took (successful or not), for `/metrics`.
+    pub load_latency: LoadLatency,
+}
+
+/// Upper bounds (seconds) of the load-duration histogram's buckets; one more bucket,
+/// `+Inf`, takes the rest.
+pub const LOAD_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// A fixed-bucket histogram of load durations: lock-free counters, read at scrape time.
+#[derive(Debug, Default)]
+pub struct LoadLatency {
+    /// Per bucket, not cumulative (the last is `+Inf`).
+    counts: [AtomicU64; LOAD_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl LoadLatency {
+    pub fn record(&self, took: Duration) {
+        let s = took.as_secs_f64();
+        let i = LOAD_BUCKETS.iter().position(|&b| s <= b).unwrap_or(LOAD_BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// `(sum in seconds, count, [(upper bound, count in that bucket)])`, the last bound
+    /// `f64::MAX` (rendered `+Inf`).
+    pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let bounds = LOAD_BUCKETS.iter().copied().chain([f64::MAX]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(&self.counts).map(|(b, c)| (b, c.load(Ordering::Relaxed))).collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        (self.sum_us.load(Ordering::Relaxed) as f64 / 1e6, count, buckets)
+    }
 }
 
 impl Tiering {
     /// Opens the configured store (`cold-store`, default `<data-dir>/cold`).
+    ///
+    /// A shard group of several members gets no default: each member's `<data-dir>`
+    /// is its own, so an object the leader spilled there would be out of reach of the
+    /// next leader, and its keys with it. Such a group tiers only with a `cold-store`
+    /// every member reaches (S3, or a directory they share); without one it keeps
+    /// everything in memory and `maxmemory` refuses writes as in Redis (noeviction).
     pub fn open(&self, config: &crate::config::Config) -> Result<(), String> {
+        let replicated = config.raft_group.len() > 1 || config.cluster_topology.is_some();
         let url = match &config.cold_store {
             Some(url) => url.clone(),
+            None if replicated => {
+                if config.maxmemory > 0 {
+                    tracing::warn!(
+                        "cold tier off: a replicated shard needs a cold-store every member reaches (S3 or a shared directory); maxmemory refuses writes instead"
+                    );
+                }
+                return Ok(());
+            }
             None => config.data_dir.join("cold").display().to_string(),
         };
         let store = ColdStore::open(&url, config.cold_store_credentials.as_deref()).map_err(|e| e.to_string())?;
@@ -114,8 +161,10 @@ pub async fn load(node: &Node, slot: u16) -> Result<(), CmdError> {
     let Some(entry) = node.keyspace.tier.entry(slot) else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
     let result = load_entry(node, slot, entry.object).await;
     let t = &node.tiering;
+    t.load_latency.record(started.elapsed());
     match &result {
         Ok(()) => t.loads.fetch_add(1, Ordering::Relaxed),
         Err(_) => t.load_failures.fetch_add(1, Ordering::Relaxed),

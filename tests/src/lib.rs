@@ -6,9 +6,11 @@
 //! implementation independent of the server's own reply writer, so a malformed reply
 //! fails the test instead of being read the way it was written.
 
+pub mod cold_model;
 pub mod fleet;
 pub mod history;
 pub mod linearizable;
+pub mod moto;
 pub mod netproxy;
 pub mod redis_server;
 pub mod rng;

@@ -290,3 +290,47 @@ async fn every_member_of_a_group_is_ready_once_it_has_a_leader() {
         }
     }
 }
+
+/// Every `prism_*` series the shipped alert rules and Grafana dashboard query is one a
+/// node exposes (a leader of a three-member group with a cold store: Raft, replica and
+/// tiering series included), so neither silently watches a name that does not exist.
+#[tokio::test]
+async fn shipped_alerts_and_dashboard_query_only_series_nodes_expose() {
+    let cold = tempfile::tempdir().expect("tempdir");
+    let store = cold.path().display().to_string();
+    let extra_args = ["--admin-port", "any", "--cold-store", &store].map(String::from).to_vec();
+    let fleet = Fleet::start(&FleetOptions { extra_args, ..Default::default() }).expect("fleet starts");
+    let leader = fleet.wait_for_leader(None, Duration::from_secs(30)).expect("a leader is elected");
+    let mut c = RawClient::connect(fleet.client_addrs()[leader]).await;
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, "+OK\r\n");
+    // prism_errors_total has a series once an error was answered.
+    assert!(c.cmd(&["INCR", "k"]).await.starts_with("-ERR"));
+    let mut exposed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    // The leader's replica series appear once it has heard from both members: bounded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let admin = admin_port_of(fleet.client_addrs()[leader]).await;
+    loop {
+        let m = metrics(admin).await;
+        exposed.extend(m.iter().map(|s| s.name.clone()));
+        if m.iter().filter(|s| s.name == "prism_raft_replica_lag_entries").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replica series on the leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["deploy/prometheus/alerts.yml", "deploy/grafana/prism.json"] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let mut used: Vec<&str> = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("prism_") {
+            let name = &rest[at..];
+            let end = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(name.len());
+            used.push(&name[..end]);
+            rest = &name[end..];
+        }
+        assert!(used.len() > 5, "{file} queries prism series");
+        let missing: Vec<&&str> = used.iter().filter(|n| !exposed.contains(**n)).collect();
+        assert!(missing.is_empty(), "{file} queries series no node exposes: {missing:?}");
+    }
+}

@@ -5,67 +5,12 @@
 //! moto comes from the venv scripts/test builds (it exports PRISM_PYTHON); without moto
 //! the S3 test prints why it did not run.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prism_engine::tier::{load_into, spill_slot, ColdStore, RestoreTarget, StoreError};
 use prism_engine::{dump, Keyspace, Slot, Value};
-
-fn python() -> String {
-    std::env::var("PRISM_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts moto's S3 server on a free port, or says why it cannot.
-fn start_moto() -> Result<(Moto, u16), String> {
-    let py = python();
-    let has = Command::new(&py).args(["-c", "import moto.server"]).stderr(Stdio::null()).status();
-    if !has.is_ok_and(|s| s.success()) {
-        return Err(format!("{py} has no moto (pip install 'moto[server]', or run scripts/test)"));
-    }
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let child = Command::new(&py)
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let moto = Moto(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for _ in 0..300 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((moto, port));
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("moto did not listen on {port} within 30 s");
-}
-
-/// Creates a bucket with one plain HTTP request (object_store has no bucket API; moto
-/// does not check signatures).
-fn create_bucket(port: u16, bucket: &str) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect moto");
-    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("reply");
-    assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
-}
+use prism_tests::moto::{create_bucket, credentials_file, start_moto};
 
 fn slot() -> Slot {
     Slot::of_key(b"{cold}")
@@ -107,15 +52,7 @@ async fn s3_put_get_list_delete_and_corruption() {
     };
     create_bucket(port, "prism-cold");
     let dir = tempfile::tempdir().expect("tempdir");
-    let creds = dir.path().join("s3.toml");
-    std::fs::write(
-        &creds,
-        format!(
-            "aws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\naws_region = \"us-east-1\"\n\
-             aws_endpoint = \"http://127.0.0.1:{port}\"\naws_allow_http = \"true\"\n"
-        ),
-    )
-    .expect("write credentials");
+    let creds = credentials_file(dir.path(), port, "");
     let store = ColdStore::open("s3://prism-cold/node-a", Some(&creds)).expect("open s3");
 
     let ks = sample();

@@ -3,156 +3,10 @@
 //! kill -9 and restart; a corrupt object answers `-TRYAGAIN` for its slot only.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use prism_engine::Slot;
+use prism_tests::cold_model::{call, check_all, info_field, text, wait_spilled, write_all, TIMEOUT};
 use prism_tests::fleet::{Fleet, FleetOptions, RespConn};
-use redis_protocol::resp2::types::OwnedFrame;
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What was written: key -> the commands that read it back and the expected reply text.
-#[derive(Default)]
-struct Model {
-    strings: BTreeMap<String, String>,
-    hashes: BTreeMap<String, Vec<(String, String)>>,
-    sets: BTreeMap<String, Vec<String>>,
-    zsets: BTreeMap<String, Vec<(String, i64)>>,
-    lists: BTreeMap<String, Vec<String>>,
-}
-
-impl Model {
-    fn keys(&self) -> usize {
-        self.strings.len() + self.hashes.len() + self.sets.len() + self.zsets.len() + self.lists.len()
-    }
-}
-
-fn text(f: &OwnedFrame) -> String {
-    match f {
-        OwnedFrame::SimpleString(s) | OwnedFrame::BulkString(s) => String::from_utf8_lossy(s).into_owned(),
-        OwnedFrame::Error(e) => format!("-{e}"),
-        OwnedFrame::Integer(i) => i.to_string(),
-        OwnedFrame::Null => "(nil)".into(),
-        OwnedFrame::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-    }
-}
-
-/// Runs a command, retrying (bounded) while the node answers OOM or TRYAGAIN: writes
-/// can outrun the spiller for a moment, as in Redis with an eviction policy.
-fn call(c: &mut RespConn, args: &[&str]) -> OwnedFrame {
-    let deadline = Instant::now() + TIMEOUT;
-    for _ in 0..5_000 {
-        let r = c.call(args).expect("reply");
-        match &r {
-            OwnedFrame::Error(e)
-                if (e.starts_with("OOM") || e.starts_with("TRYAGAIN")) && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            _ => return r,
-        }
-    }
-    panic!("{args:?} kept failing");
-}
-
-fn value(i: usize, len: usize) -> String {
-    let unit = format!("v{i:06}-");
-    unit.repeat(len / unit.len() + 1)[..len].to_string()
-}
-
-fn write_all(c: &mut RespConn) -> Model {
-    let mut m = Model::default();
-    for i in 0..1_600 {
-        let (k, v) = (format!("str:{i}"), value(i, 8_000));
-        assert_eq!(text(&call(c, &["SET", &k, &v])), "OK");
-        m.strings.insert(k, v);
-    }
-    for i in 0..150 {
-        let k = format!("hash:{i}");
-        let fields: Vec<(String, String)> = (0..20).map(|f| (format!("f{f:02}"), value(i * 100 + f, 1_000))).collect();
-        let mut args = vec!["HSET".to_string(), k.clone()];
-        fields.iter().for_each(|(f, v)| args.extend([f.clone(), v.clone()]));
-        call(c, &args.iter().map(String::as_str).collect::<Vec<_>>());
-        m.hashes.insert(k, fields);
-    }
-    for i in 0..150 {
-        let (sk, zk, lk) = (format!("set:{i}"), format!("zset:{i}"), format!("list:{i}"));
-        let members: Vec<String> = (0..40).map(|j| value(i * 1000 + j, 300)).collect();
-        let mut sargs = vec!["SADD".to_string(), sk.clone()];
-        sargs.extend(members.iter().cloned());
-        call(c, &sargs.iter().map(String::as_str).collect::<Vec<_>>());
-        let mut sorted = members.clone();
-        sorted.sort();
-        m.sets.insert(sk, sorted);
-        let mut zargs = vec!["ZADD".to_string(), zk.clone()];
-        let scored: Vec<(String, i64)> = members.iter().enumerate().map(|(j, x)| (x.clone(), j as i64)).collect();
-        scored.iter().for_each(|(x, s)| zargs.extend([s.to_string(), x.clone()]));
-        call(c, &zargs.iter().map(String::as_str).collect::<Vec<_>>());
-        m.zsets.insert(zk, scored);
-        let mut largs = vec!["RPUSH".to_string(), lk.clone()];
-        largs.extend(members.iter().cloned());
-        call(c, &largs.iter().map(String::as_str).collect::<Vec<_>>());
-        m.lists.insert(lk, members);
-    }
-    m
-}
-
-/// Reads every key back and compares it with the model.
-fn check_all(c: &mut RespConn, m: &Model) {
-    for (k, v) in &m.strings {
-        assert_eq!(&text(&call(c, &["GET", k])), v, "GET {k}");
-    }
-    for (k, fields) in &m.hashes {
-        let want: Vec<String> = fields.iter().flat_map(|(f, v)| [f.clone(), v.clone()]).collect();
-        let mut got: Vec<(String, String)> = Vec::new();
-        if let OwnedFrame::Array(items) = call(c, &["HGETALL", k]) {
-            for p in items.chunks(2) {
-                got.push((text(&p[0]), text(&p[1])));
-            }
-        }
-        got.sort();
-        let got: Vec<String> = got.into_iter().flat_map(|(f, v)| [f, v]).collect();
-        assert_eq!(got, want, "HGETALL {k}");
-    }
-    for (k, members) in &m.sets {
-        let mut got: Vec<String> = match call(c, &["SMEMBERS", k]) {
-            OwnedFrame::Array(items) => items.iter().map(text).collect(),
-            other => panic!("SMEMBERS {k}: {other:?}"),
-        };
-        got.sort();
-        assert_eq!(&got, members, "SMEMBERS {k}");
-    }
-    for (k, scored) in &m.zsets {
-        let want: Vec<String> = scored.iter().flat_map(|(x, s)| [x.clone(), s.to_string()]).collect();
-        assert_eq!(text(&call(c, &["ZRANGE", k, "0", "-1", "WITHSCORES"])), want.join(","), "ZRANGE {k}");
-    }
-    for (k, items) in &m.lists {
-        assert_eq!(text(&call(c, &["LRANGE", k, "0", "-1"])), items.join(","), "LRANGE {k}");
-    }
-}
-
-fn info_field(c: &mut RespConn, section: &str, field: &str) -> u64 {
-    let info = text(&call(c, &["INFO", section]));
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {info}"))
-}
-
-/// Waits (bounded) until INFO tiering shows cold partitions and memory is back under
-/// the high watermark.
-fn wait_spilled(c: &mut RespConn, maxmemory: u64) {
-    let deadline = Instant::now() + TIMEOUT;
-    for _ in 0..3_000 {
-        let cold = info_field(c, "tiering", "cold_partitions");
-        let used = info_field(c, "memory", "used_memory");
-        if cold > 0 && used <= maxmemory {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no spill: cold {cold}, used {used}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn connect(fleet: &Fleet, i: usize) -> RespConn {
     RespConn::connect(fleet.client_addrs()[i], TIMEOUT).expect("connect")
@@ -226,4 +80,64 @@ fn a_node_with_data_far_above_maxmemory_serves_every_key_across_a_restart() {
     for (k, v) in m.strings.iter().filter(|(k, _)| Slot::of_key(k.as_bytes()).get() != slot).take(200) {
         assert_eq!(&text(&call(&mut c, &["GET", k])), v, "GET {k} beside the corrupt slot");
     }
+}
+
+/// A three-member group sharing one cold store: the leader spills, the followers drop
+/// the same slots when they apply the manifest entry, and after the leader is killed the
+/// new leader loads the cold slots and answers every key. A group with no shared store
+/// keeps its data in memory (no member can spill to a directory only it can read).
+#[test]
+fn a_replicated_group_spills_through_the_log_and_a_new_leader_reads_cold_keys() {
+    let maxmemory = 8u64 << 20;
+    let shared = tempfile::tempdir().expect("tempdir");
+    let store = shared.path().join("cold").display().to_string();
+    let args = ["--maxmemory", "8mb", "--cold-store", &store].map(String::from).to_vec();
+    let mut fleet = Fleet::start(&FleetOptions { nodes: 3, extra_args: args, ..Default::default() }).expect("start");
+    let leader = fleet.wait_for_leader(None, TIMEOUT).expect("leader");
+    let mut c = connect(&fleet, leader);
+    let m = write_all(&mut c);
+    wait_spilled(&mut c, maxmemory);
+    let cold = info_field(&mut c, "tiering", "cold_partitions");
+    assert!(cold > 0);
+    for f in (0..3).filter(|&i| i != leader) {
+        let mut fc = connect(&fleet, f);
+        // Followers apply the same Spilled entries: cold slots, memory under the limit.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while info_field(&mut fc, "tiering", "cold_partitions") == 0
+            || info_field(&mut fc, "memory", "used_memory") > maxmemory
+        {
+            assert!(std::time::Instant::now() < deadline, "follower {f} never dropped the spilled slots");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(info_field(&mut fc, "tiering", "spills"), 0, "followers never spill themselves");
+    }
+    drop(c);
+    fleet.kill(leader);
+    let next = fleet.wait_for_leader(Some(leader), TIMEOUT).expect("new leader");
+    let mut c = connect(&fleet, next);
+    assert_eq!(text(&call(&mut c, &["DBSIZE"])), m.keys().to_string());
+    check_all(&mut c, &m);
+    assert!(info_field(&mut c, "tiering", "loads") > 0, "the new leader loaded slots the old one spilled");
+}
+
+#[test]
+fn a_replicated_group_without_a_shared_store_does_not_spill() {
+    let args = ["--maxmemory", "2mb"].map(String::from).to_vec();
+    let fleet = Fleet::start(&FleetOptions { nodes: 3, extra_args: args, ..Default::default() }).expect("start");
+    let leader = fleet.wait_for_leader(None, TIMEOUT).expect("leader");
+    let mut c = connect(&fleet, leader);
+    let value = "x".repeat(8_000);
+    let mut refused = None;
+    for i in 0..1_000 {
+        if let redis_protocol::resp2::types::OwnedFrame::Error(e) =
+            c.call(&["SET", &format!("k{i}"), &value]).expect("reply")
+        {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("writes past maxmemory are refused");
+    assert!(e.starts_with("OOM"), "{e}");
+    assert_eq!(info_field(&mut c, "tiering", "cold_partitions"), 0);
+    assert_eq!(info_field(&mut c, "tiering", "spills"), 0);
 }

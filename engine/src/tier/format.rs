@@ -66,7 +66,7 @@ pub fn checksum(bytes: &[u8]) -> u32 {
 /// Why an object could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("cold object checksum mismatch: expected crc32c {expected:08x} and {expected_len} bytes, found {found:08x} and {found_len} bytes")]
+    #[error("checksum mismatch: expected crc32c {expected:08x} and {expected_len} bytes, found {found:08x} and {found_len} bytes")]
     Checksum { expected: u32, expected_len: u64, found: u32, found_len: u64 },
     #[error("cold object is not a valid Arrow IPC file: {0}")]
     Arrow(String),

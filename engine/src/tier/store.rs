@@ -1,8 +1,8 @@
 //! Where cold objects live: a small front over `object_store` (a local directory, the
 //! embedded default `<data-dir>/cold`, or S3 and S3-compatible servers).
 //!
-//! Naming: an object's key is `<stem>.<len>.<crc32c as 8 hex digits>.arrow`, relative to
-//! the store's root (the directory, or `s3://bucket/prefix`). The name carries the
+//! Naming: an object's key is `<stem>.<len>.<crc32c as 8 hex digits>.arrow` (`.snap` for
+//! a backup's shard snapshot), relative to the store's root (the directory, or `s3://bucket/prefix`). The name carries the
 //! checksum and length, so an object verifies itself on every read without a sidecar or a
 //! trailer (which would stop standard Arrow tools from opening the file), and whatever
 //! references an object by key (the manifest, next) carries its checksum with it.
@@ -41,11 +41,11 @@ use super::format;
 pub enum StoreError {
     #[error("cold store configuration: {0}")]
     Config(String),
-    #[error("cold object key {0:?} is not a Prism object name (<stem>.<len>.<crc32c>.arrow)")]
+    #[error("cold object key {0:?} is not a Prism object name (<stem>.<len>.<crc32c>.arrow|snap)")]
     BadName(String),
-    #[error("cold object {0:?} not found")]
+    #[error("object {0:?} not found")]
     NotFound(String),
-    #[error("cold object {key:?} failed verification: {source}")]
+    #[error("object {key:?} failed verification: {source}")]
     Checksum { key: String, source: format::FormatError },
     #[error("cold store {op} {key:?}: {source}")]
     Store { op: &'static str, key: String, source: object_store::Error },
@@ -62,6 +62,10 @@ impl StoreError {
     }
 }
 
+/// The extensions of self-verifying objects: cold partitions (Arrow IPC) and shard
+/// snapshots in backups.
+pub const EXTENSIONS: [&str; 2] = ["arrow", "snap"];
+
 /// A stored object: its key and what its name says about its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
@@ -71,15 +75,24 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
-    /// The reference for bytes stored under `stem`.
+    /// The reference for bytes stored under `stem` (a cold partition: `.arrow`).
     pub fn for_bytes(stem: &str, bytes: &[u8]) -> ObjectRef {
+        ObjectRef::with_ext(stem, "arrow", bytes)
+    }
+
+    /// The reference for bytes stored under `stem` with extension `ext` (one of
+    /// [`EXTENSIONS`]: backups keep shard snapshots as `.snap`).
+    pub fn with_ext(stem: &str, ext: &str, bytes: &[u8]) -> ObjectRef {
         let (len, crc32c) = (bytes.len() as u64, format::checksum(bytes));
-        ObjectRef { key: format!("{stem}.{len}.{crc32c:08x}.arrow"), len, crc32c }
+        ObjectRef { key: format!("{stem}.{len}.{crc32c:08x}.{ext}"), len, crc32c }
     }
 
     /// Parses an object key (module doc); `None` for any other name.
     pub fn parse(key: &str) -> Option<ObjectRef> {
-        let rest = key.strip_suffix(".arrow")?;
+        let (rest, ext) = key.rsplit_once('.')?;
+        if !EXTENSIONS.contains(&ext) {
+            return None;
+        }
         let (rest, crc) = rest.rsplit_once('.')?;
         let (stem, len) = rest.rsplit_once('.')?;
         if stem.is_empty() || crc.len() != 8 || len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
@@ -169,7 +182,12 @@ impl ColdStore {
 
     /// Stores `bytes` as a complete object named after `stem` and its checksum.
     pub async fn put(&self, stem: &str, bytes: Bytes) -> Result<ObjectRef, StoreError> {
-        let obj = ObjectRef::for_bytes(stem, &bytes);
+        self.put_ext(stem, "arrow", bytes).await
+    }
+
+    /// [`ColdStore::put`] with another of the [`EXTENSIONS`].
+    pub async fn put_ext(&self, stem: &str, ext: &str, bytes: Bytes) -> Result<ObjectRef, StoreError> {
+        let obj = ObjectRef::with_ext(stem, ext, &bytes);
         let path = path_of(&obj.key)?;
         self.inner.put(&path, PutPayload::from_bytes(bytes)).await.map_err(|source| StoreError::Store {
             op: "put",
@@ -187,6 +205,13 @@ impl ColdStore {
             .await
             .map(drop)
             .map_err(|source| StoreError::Store { op: "put", key: key.to_string(), source })
+    }
+
+    /// The bytes under a raw key, unverified (sidecars such as a backup's manifest, which
+    /// carry their own checks).
+    pub async fn get_raw(&self, key: &str) -> Result<Bytes, StoreError> {
+        let found = self.inner.get(&path_of(key)?).await.map_err(|e| self.error("get", key, e))?;
+        found.bytes().await.map_err(|e| self.error("get", key, e))
     }
 
     /// The bytes of an object, verified against the length and CRC-32C in its name.

@@ -328,6 +328,7 @@ pub fn audit(conn: &ConnState, full_name: &str, args: &[Bytes]) {
             | "acl|save"
             | "client|kill"
             | "debug"
+            | "backup|save"
     ) || full_name.starts_with("raft|")
         || (full_name.starts_with("cluster|") && !is_cluster_read(full_name));
     if !audited {

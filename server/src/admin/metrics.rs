@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -47,6 +47,8 @@ struct Snapshot {
     commands: Vec<crate::stats::CommandFigures>,
     errors: Vec<(String, u64)>,
     raft: Option<Raft>,
+    /// `crate::tier::LoadLatency::read`.
+    load_latency: (f64, u64, Vec<(f64, u64)>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,29 @@ impl Snapshot {
             Some(Unit::Seconds),
             oldest_s,
         ));
+        let (parts, rows, bytes) = node.keyspace.tier.totals();
+        let t = &node.tiering;
+        figures.extend([
+            ("cold_partitions", "Slots whose data is in the cold store, not in memory.", Gauge, None, parts as f64),
+            ("cold_keys", "Keys in cold partitions (DBSIZE counts them too).", Gauge, None, rows as f64),
+            ("cold", "Size of the cold partitions' objects.", Gauge, Some(Unit::Bytes), bytes as f64),
+            ("tier_spills", "Slots spilled to the cold store by this node.", Counter, None, get(&t.spills)),
+            ("tier_loads", "Cold slots loaded back into memory by this node.", Counter, None, get(&t.loads)),
+            (
+                "tier_load_failures",
+                "Loads that failed (answered -TRYAGAIN cold partition unavailable).",
+                Counter,
+                None,
+                get(&t.load_failures),
+            ),
+            (
+                "tier_checksum_failures",
+                "Cold objects whose bytes did not match their checksum (never served).",
+                Counter,
+                None,
+                get(&t.checksum_failures),
+            ),
+        ]);
         if let Some(rss) = rss_bytes() {
             figures.push(("memory_rss", "Resident set size of the process.", Gauge, Some(Unit::Bytes), rss as f64));
         }
@@ -149,6 +174,7 @@ impl Snapshot {
             commands: node.cmd_stats.commands(),
             errors: node.cmd_stats.errors(),
             raft: raft(node),
+            load_latency: node.tiering.load_latency.read(),
         }
     }
 }
@@ -242,6 +268,11 @@ impl Collector for Snapshot {
         for (name, help, kind, unit, value) in &self.node {
             family(&mut enc, name, help, unit.clone(), *kind, one(*value))?;
         }
+
+        let (sum, count, buckets) = &self.load_latency;
+        let help = "Time to load a cold slot (fetch, verify, decode, commit), failed loads included.";
+        let mut m = enc.encode_descriptor("tier_load_duration", help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        m.encode_family(&Labels::new())?.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
 
         let by_cmd = |f: &crate::stats::CommandFigures| vec![("command", Cow::Borrowed(f.name))];
         let cmds = &self.commands;
