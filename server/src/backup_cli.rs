@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism_engine::tier::ColdStore;
+use prism_server::backup::crypt::BackupKey;
 use prism_server::backup::{read, BackupManifest, Digests, ShardBackup, FORMAT};
 use prism_server::client::{self, Conn, Credentials, Reply};
 
@@ -46,6 +47,10 @@ pub struct StoreArgs {
     /// TOML file of S3 options (keys, endpoint, region), as for `cold-store-credentials`.
     #[arg(long, value_name = "PATH")]
     pub credentials: Option<PathBuf>,
+    /// AES-256 key file (32 bytes, raw or hex): `create` encrypts every object with it
+    /// (each node reads it at this path), `verify` and `restore` need it to open them.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -122,6 +127,10 @@ fn open_store(args: &StoreArgs) -> Result<(ColdStore, String, String), Failure> 
     Ok((store, url, name))
 }
 
+fn key(args: &StoreArgs) -> Result<Option<BackupKey>, Failure> {
+    args.key_file.as_deref().map(BackupKey::from_file).transpose().map_err(Failure::Start)
+}
+
 fn credentials(args: &NodeArgs) -> Result<Option<Credentials>, Failure> {
     args.password_file
         .as_ref()
@@ -146,6 +155,8 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
     if store.get_raw(&format!("{name}/backup.json")).await.is_ok() {
         return Err(Failure::Start(format!("backup {name} already exists in {url}")));
     }
+    // Read here too, so a bad key file fails before any node works.
+    let encrypted = key(&args.store)?.map(|k| k.id().to_string());
     let creds = credentials(&args.node)?;
     let addr = format!("{}:{}", args.node.host, args.node.port);
     let routing = Routing::discover(&addr, creds.as_ref()).await.map_err(|e| Failure::Start(format!("{addr}: {e}")))?;
@@ -160,6 +171,10 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
         let creds_path = args.store.credentials.as_ref().map(|p| p.display().to_string());
         if let Some(p) = &creds_path {
             cmd.extend([b"CREDENTIALS".as_slice(), p.as_bytes()]);
+        }
+        let key_path = args.store.key_file.as_ref().map(|p| p.display().to_string());
+        if let Some(p) = &key_path {
+            cmd.extend([b"KEYFILE".as_slice(), p.as_bytes()]);
         }
         let part: ShardBackup = match conn.call(&cmd).await {
             Ok(Reply::Bulk(json)) => serde_json::from_slice(&json)
@@ -177,8 +192,9 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
     store.put_raw(&format!("{name}/backup.json"), json.into()).await.map_err(|e| Failure::Bad(e.to_string()))?;
     let rows: u64 = manifest.shards.iter().flat_map(|s| &s.slots).map(|s| s.rows).sum();
     let cold: usize = manifest.shards.iter().map(|s| s.cold.len()).sum();
+    let sealed = encrypted.map_or(String::new(), |id| format!(", encrypted (key id {id})"));
     println!(
-        "backup {name} created in {url}: {} shards, {rows} keys ({cold} cold partitions), {:.2} s",
+        "backup {name} created in {url}: {} shards, {rows} keys ({cold} cold partitions){sealed}, {:.2} s",
         manifest.shards.len(),
         started.elapsed().as_secs_f64()
     );
@@ -188,6 +204,7 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
 async fn verify(args: StoreArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let (store, url, name) = open_store(&args)?;
+    let key = key(&args)?;
     let manifest = read::manifest(&store, &name).await.map_err(Failure::Start)?;
     let mut expected = Digests::default();
     for part in &manifest.shards {
@@ -197,7 +214,7 @@ async fn verify(args: StoreArgs) -> Result<(), Failure> {
     let (mut found, mut bytes) = (Digests::default(), 0u64);
     for part in &manifest.shards {
         pb.set_message(part.snapshot.clone());
-        let shard = read::materialize(&store, part).await.map_err(Failure::Bad)?;
+        let shard = read::materialize(&store, part, key.as_ref()).await.map_err(Failure::Bad)?;
         found.merge(&shard.digests);
         bytes += shard.bytes;
         pb.inc(1);
@@ -224,6 +241,7 @@ async fn verify(args: StoreArgs) -> Result<(), Failure> {
 async fn restore(args: RestoreArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let (store, url, name) = open_store(&args.store)?;
+    let key = key(&args.store)?;
     let manifest = read::manifest(&store, &name).await.map_err(Failure::Start)?;
     let creds = credentials(&args.node)?;
     let addr = format!("{}:{}", args.node.host, args.node.port);
@@ -237,7 +255,7 @@ async fn restore(args: RestoreArgs) -> Result<(), Failure> {
     let pb = bar(total, "keys");
     let (mut restored, mut failed) = (0u64, 0u64);
     for part in &manifest.shards {
-        let shard = read::materialize(&store, part).await.map_err(Failure::Bad)?;
+        let shard = read::materialize(&store, part, key.as_ref()).await.map_err(Failure::Bad)?;
         let image = tokio::task::spawn_blocking(move || shard.keyspace.snapshot_now())
             .await
             .map_err(|e| Failure::Bad(e.to_string()))?;

@@ -101,6 +101,44 @@ fn a_backup_of_a_mostly_cold_node_verifies_and_restores_to_equal_digests() {
     assert!(first.len() > 100, "digests cover the slots: {}", first.len());
     assert_eq!(first, second, "per-slot digests of the restore equal the original's");
 
+    // Encrypted: no plaintext anywhere in its objects; verify needs the right key.
+    let b3 = store.join("sealed");
+    let b3s = b3.display().to_string();
+    let (key, wrong) = (dir.path().join("backup.key"), dir.path().join("wrong.key"));
+    std::fs::write(&key, format!("{}\n", "4b".repeat(32))).expect("key");
+    std::fs::write(&wrong, [9u8; 32]).expect("key");
+    let (key_s, wrong_s) = (key.display().to_string(), wrong.display().to_string());
+    let out = backup(&["create", &b3s, "--port", &port, "--key-file", &key_s]);
+    assert!(out.status.success(), "encrypted create failed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("encrypted (key id"));
+    let probe = m.strings.values().next().expect("a value")[..24].as_bytes().to_vec();
+    let mut files = vec![b3.clone()];
+    let mut sealed_objects = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).expect("dir").flatten().map(|e| e.path()));
+        } else if p.extension().is_some_and(|x| x == "enc") {
+            sealed_objects += 1;
+            let bytes = std::fs::read(&p).expect("read");
+            assert!(!bytes.windows(probe.len()).any(|w| w == probe), "plaintext in {}", p.display());
+        } else {
+            assert_eq!(
+                p.file_name().and_then(|n| n.to_str()),
+                Some("backup.json"),
+                "only sealed objects: {}",
+                p.display()
+            );
+        }
+    }
+    assert!(sealed_objects > 1, "snapshot and cold partitions are sealed");
+    let no_key = backup(&["verify", &b3s]);
+    assert_eq!(no_key.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("encrypted"));
+    let bad_key = backup(&["verify", &b3s, "--key-file", &wrong_s]);
+    assert_eq!(bad_key.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_key.stderr).contains("key id"));
+    assert!(backup(&["verify", &b3s, "--key-file", &key_s]).status.success());
+
     // A flipped byte in any object fails verification with the object's name.
     let victim = std::fs::read_dir(&b1)
         .expect("backup dir")

@@ -41,7 +41,7 @@ use super::format;
 pub enum StoreError {
     #[error("cold store configuration: {0}")]
     Config(String),
-    #[error("cold object key {0:?} is not a Prism object name (<stem>.<len>.<crc32c>.arrow|snap)")]
+    #[error("cold object key {0:?} is not a Prism object name (<stem>.<len>.<crc32c>.arrow|snap|enc)")]
     BadName(String),
     #[error("object {0:?} not found")]
     NotFound(String),
@@ -62,9 +62,9 @@ impl StoreError {
     }
 }
 
-/// The extensions of self-verifying objects: cold partitions (Arrow IPC) and shard
-/// snapshots in backups.
-pub const EXTENSIONS: [&str; 2] = ["arrow", "snap"];
+/// The extensions of self-verifying objects: cold partitions (Arrow IPC), shard
+/// snapshots in backups, and encrypted backup objects.
+pub const EXTENSIONS: [&str; 3] = ["arrow", "snap", "enc"];
 
 /// A stored object: its key and what its name says about its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

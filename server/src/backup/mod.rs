@@ -22,6 +22,7 @@
 //! of a backup back into a scratch keyspace), and the binary's `backup_cli` (`prism
 //! backup create|verify|restore`).
 
+pub mod crypt;
 pub mod read;
 pub mod save;
 
@@ -56,6 +57,9 @@ pub struct ShardBackup {
     pub cold: Vec<ColdPart>,
     /// Every non-empty slot the shard held, hot and cold rows together.
     pub slots: Vec<SlotDigest>,
+    /// Set when the shard's objects are encrypted (`crypt`): the key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// A cold partition of a shard backup.

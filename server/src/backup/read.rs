@@ -7,11 +7,13 @@
 //! the snapshot's own checksum and record count, then every row of every partition);
 //! anything wrong is an error naming the object, never a partial keyspace.
 
+use bytes::Bytes;
 use prism_engine::tier::manifest::TierOp;
 use prism_engine::tier::{self, ColdStore};
 use prism_engine::{dump, Keyspace, Op, Output, Write};
 use prism_replication::snapshot;
 
+use super::crypt::BackupKey;
 use super::{BackupManifest, Digests, ShardBackup, FORMAT};
 
 /// Splits a backup URL into the store and the backup's name (its last path segment):
@@ -47,10 +49,21 @@ pub struct Shard {
     pub bytes: u64,
 }
 
+/// Fetches an object (verified by its name) and opens it when the shard is encrypted.
+async fn fetch(store: &ColdStore, part: &ShardBackup, key: Option<&BackupKey>, object: &str) -> Result<Bytes, String> {
+    let bytes = store.get(object).await.map_err(|e| e.to_string())?;
+    let Some(id) = &part.key_id else { return Ok(bytes) };
+    let key = key.ok_or_else(|| format!("{object}: the backup is encrypted (key id {id}): give --key-file"))?;
+    if key.id() != id {
+        return Err(format!("{object}: encrypted with key id {id}; the key file holds key id {}", key.id()));
+    }
+    key.open(&bytes).map_err(|e| format!("{object}: {e}"))
+}
+
 /// Builds `part` into a fresh keyspace, checking every object and the row counts the
-/// manifest records, and digests the result.
-pub async fn materialize(store: &ColdStore, part: &ShardBackup) -> Result<Shard, String> {
-    let snap = store.get(&part.snapshot).await.map_err(|e| e.to_string())?;
+/// manifest records, and digests the result. `key` opens an encrypted shard.
+pub async fn materialize(store: &ColdStore, part: &ShardBackup, key: Option<&BackupKey>) -> Result<Shard, String> {
+    let snap = fetch(store, part, key, &part.snapshot).await?;
     let mut bytes = snap.len() as u64;
     let name = part.snapshot.clone();
     let keyspace = tokio::task::spawn_blocking(move || snapshot::decode(&snap))
@@ -61,7 +74,7 @@ pub async fn materialize(store: &ColdStore, part: &ShardBackup) -> Result<Shard,
         return Err(format!("{}: {} rows, the manifest says {}", part.snapshot, keyspace.key_count(), part.hot_rows));
     }
     for cold in &part.cold {
-        let object = store.get(&cold.object).await.map_err(|e| e.to_string())?;
+        let object = fetch(store, part, key, &cold.object).await?;
         bytes += object.len() as u64;
         let partition = tokio::task::spawn_blocking(move || tier::format::decode(object))
             .await

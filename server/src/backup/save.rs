@@ -1,4 +1,4 @@
-//! `BACKUP SAVE <url> <name> [CREDENTIALS <file>]`: this node writes its shard's part
+//! `BACKUP SAVE <url> <name> [CREDENTIALS <file>] [KEYFILE <file>]`: this node writes its shard's part
 //! of backup `name` into the object store at `url` and replies with the
 //! [`ShardBackup`] as JSON (`prism backup create` calls it on every shard's leader).
 //!
@@ -22,6 +22,7 @@ use prism_engine::tier::{self, ColdStore};
 use prism_engine::{dump, Keyspace};
 use prism_replication::snapshot::{self, KeyspaceCopy};
 
+use super::crypt::BackupKey;
 use super::{valid_name, ColdPart, Digests, ShardBackup};
 use crate::cmd::{is, CmdError, Ctx};
 use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
@@ -70,6 +71,7 @@ struct Plan {
     url: String,
     credentials: Option<PathBuf>,
     name: String,
+    key: Option<Arc<BackupKey>>,
     keyspace: Arc<Keyspace>,
     cold: Option<ColdStore>,
     group: u32,
@@ -85,12 +87,15 @@ fn plan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Plan, CmdError> {
     if !valid_name(&name) {
         return Err(CmdError::msg("ERR invalid backup name: use letters, digits, '.', '_' and '-' (at most 128)"));
     }
-    let mut credentials = None;
+    let (mut credentials, mut key) = (None, None);
     let mut rest = args[4..].iter();
     while let Some(opt) = rest.next() {
         if is(opt, "credentials") {
             let path = rest.next().ok_or(CmdError::SYNTAX)?;
             credentials = Some(PathBuf::from(text(path, "the credentials path")?));
+        } else if is(opt, "keyfile") {
+            let path = PathBuf::from(text(rest.next().ok_or(CmdError::SYNTAX)?, "the key file path")?);
+            key = Some(Arc::new(BackupKey::from_file(&path).map_err(|e| CmdError::msg(format!("ERR {e}")))?));
         } else {
             return Err(CmdError::SYNTAX);
         }
@@ -100,6 +105,7 @@ fn plan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Plan, CmdError> {
         url,
         credentials,
         name,
+        key,
         keyspace: node.keyspace.clone(),
         cold: node.tiering.store().cloned(),
         group: node.replica().map_or(0, |r| r.group_id),
@@ -141,7 +147,16 @@ impl Plan {
         }
         parts.sort_by_key(|p| p.slot);
         let stem = format!("{}/shard-{}-{}", self.name, self.group, &self.node[..self.node.len().min(12)]);
-        let stored = target.put_ext(&stem, "snap", snap).await.map_err(|e| e.to_string())?;
+        let stored = match &self.key {
+            None => target.put_ext(&stem, "snap", snap).await,
+            Some(k) => {
+                let key = k.clone();
+                let sealed =
+                    tokio::task::spawn_blocking(move || key.seal(&snap)).await.map_err(|e| e.to_string())??;
+                target.put_ext(&stem, "enc", sealed).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         let part = ShardBackup {
             group: self.group,
             node: self.node,
@@ -149,6 +164,7 @@ impl Plan {
             hot_rows,
             cold: parts,
             slots: digests.to_list(),
+            key_id: self.key.as_ref().map(|k| k.id().to_string()),
         };
         serde_json::to_string(&part).map_err(|e| e.to_string())
     }
@@ -158,7 +174,8 @@ impl Plan {
     async fn cold_part(&self, target: &ColdStore, slot: u16, object: String) -> Result<(ColdPart, Digests), String> {
         let store = self.cold.as_ref().ok_or("a cold slot but no cold store")?;
         let bytes = store.get(&object).await.map_err(|e| e.to_string())?;
-        let shared = store.url() == target.url();
+        // Encrypted backups copy (and seal) every object: the cold store's are plain.
+        let shared = store.url() == target.url() && self.key.is_none();
         let rows_bytes = bytes.clone();
         let (digests, rows) = tokio::task::spawn_blocking(move || -> Result<(Digests, u64), String> {
             let partition = tier::format::decode(rows_bytes).map_err(|e| e.to_string())?;
@@ -173,12 +190,19 @@ impl Plan {
         })
         .await
         .map_err(|e| e.to_string())??;
-        let object = if shared {
-            object
-        } else {
-            let key = format!("{}/cold/{object}", self.name);
-            target.put_raw(&key, bytes).await.map_err(|e| e.to_string())?;
-            key
+        let object = match (&self.key, shared) {
+            (_, true) => object,
+            (None, false) => {
+                let key = format!("{}/cold/{object}", self.name);
+                target.put_raw(&key, bytes).await.map_err(|e| e.to_string())?;
+                key
+            }
+            (Some(k), false) => {
+                let k = k.clone();
+                let sealed = tokio::task::spawn_blocking(move || k.seal(&bytes)).await.map_err(|e| e.to_string())??;
+                let stem = format!("{}/cold/slot-{slot:05}", self.name);
+                target.put_ext(&stem, "enc", sealed).await.map_err(|e| e.to_string())?.key
+            }
         };
         Ok((ColdPart { slot, object, rows, shared }, digests))
     }
