@@ -111,7 +111,7 @@ fn a_backup_of_a_mostly_cold_node_verifies_and_restores_to_equal_digests() {
     let out = backup(&["create", &b3s, "--port", &port, "--key-file", &key_s]);
     assert!(out.status.success(), "encrypted create failed");
     assert!(String::from_utf8_lossy(&out.stdout).contains("encrypted (key id"));
-    let probe = m.strings.values().next().expect("a value")[..24].as_bytes().to_vec();
+    let probe = m.strings.values().next().expect("a value").as_bytes()[..24].to_vec();
     let mut files = vec![b3.clone()];
     let mut sealed_objects = 0;
     while let Some(p) = files.pop() {
