@@ -400,12 +400,17 @@ fn a_peer_group_over_mutual_tls_elects_replicates_and_refuses_strangers() {
     for (i, addr) in addrs.iter().enumerate().filter(|(i, _)| *i != leader) {
         let mut c = RespConn::connect(*addr, PROCESS_TIMEOUT).expect("replica");
         c.call(&["READONLY"]).expect("READONLY");
-        assert_eq!(
-            c.call(&["GET", "k"]).expect("GET"),
-            OwnedFrame::BulkString(b"replicated".to_vec()),
-            "node {} has the write",
-            i + 1
-        );
+        // Durable there (WAIT), applied once the follower hears the commit index.
+        let want = OwnedFrame::BulkString(b"replicated".to_vec());
+        let mut got = None;
+        for _ in 0..200 {
+            got = c.call(&["GET", "k"]).ok();
+            if got.as_ref() == Some(&want) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(got, Some(want), "node {} applies the write", i + 1);
     }
     drop(fleet);
 
