@@ -366,7 +366,6 @@ impl Config {
             "bind" => self.bind = value.parse().map_err(|_| bad(k, format!("'{value}' is not an IP address")))?,
             "port" => {
                 self.port = value.parse().map_err(|_| bad(k, format!("'{value}' is not a port number (0-65535)")))?;
-
             }
             "data-dir" | "dir" => {
                 if value.is_empty() {

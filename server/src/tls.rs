@@ -237,7 +237,7 @@ pub async fn accept_loop(
             }
         };
         node.stats.connections_received.fetch_add(1, Ordering::Relaxed);
-        let max = node.limits.maxclients.load(Ordering::Relaxed) as usize;
+        let max = node.limits.maxclients.load(Ordering::Relaxed);
         if handshaking.load(Ordering::Relaxed) >= max.max(1) {
             node.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -80,8 +80,23 @@ impl Certs {
             openssl(
                 d,
                 &[
-                    "x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key, "-CAcreateserial", "-out", &crt,
-                    "-days", "2", "-extfile", "cnf", "-extensions", "leaf",
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_crt,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "cnf",
+                    "-extensions",
+                    "leaf",
                 ],
             );
         }
@@ -95,7 +110,9 @@ impl Certs {
     /// The flags of a node serving `node.crt`, checking peers against `ca.crt`.
     fn node_flags(&self) -> Vec<String> {
         let mut v = Vec::new();
-        for (flag, file) in [("--tls-cert-file", "node.crt"), ("--tls-key-file", "node.key"), ("--tls-ca-cert-file", "ca.crt")] {
+        for (flag, file) in
+            [("--tls-cert-file", "node.crt"), ("--tls-key-file", "node.key"), ("--tls-ca-cert-file", "ca.crt")]
+        {
             v.push(flag.to_string());
             v.push(self.path(file));
         }
@@ -155,8 +172,7 @@ impl Prism {
         let mut last = String::new();
         for _ in 0..5 {
             let (port, tls) = (free_port(), free_port());
-            let mut args: Vec<String> =
-                vec!["--bind".into(), "127.0.0.1".into(), "--port".into(), port.to_string()];
+            let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into(), "--port".into(), port.to_string()];
             args.extend(["--tls-port".into(), tls.to_string()]);
             args.extend(certs.node_flags());
             args.extend(extra.iter().map(|s| s.to_string()));
@@ -353,20 +369,17 @@ fn bad_tls_settings_are_startup_errors_naming_key_and_path() {
     );
     assert_refused(&base(&["--tls-key-file", &key, "--tls-auth-clients", "no"]), &["tls-cert-file is not set"]);
     // A key file holding no key (a certificate).
-    assert_refused(&base(&["--tls-cert-file", &crt, "--tls-key-file", &ca, "--tls-auth-clients", "no"]), &[
-        "tls-key-file",
-        &ca,
-    ]);
-    assert_refused(&base(&["--tls-cert-file", &crt, "--tls-key-file", &rogue_key, "--tls-auth-clients", "no"]), &[
-        "tls-key-file",
-        &rogue_key,
-    ]);
+    assert_refused(
+        &base(&["--tls-cert-file", &crt, "--tls-key-file", &ca, "--tls-auth-clients", "no"]),
+        &["tls-key-file", &ca],
+    );
+    assert_refused(
+        &base(&["--tls-cert-file", &crt, "--tls-key-file", &rogue_key, "--tls-auth-clients", "no"]),
+        &["tls-key-file", &rogue_key],
+    );
     // tls-auth-clients defaults to yes, which needs the CA.
     assert_refused(&base(&["--tls-cert-file", &crt, "--tls-key-file", &key]), &["tls-ca-cert-file"]);
-    assert_refused(
-        &["--port", "0"].map(String::from),
-        &["port 0 is not allowed without a tls-port"],
-    );
+    assert_refused(&["--port", "0"].map(String::from), &["port 0 is not allowed without a tls-port"]);
     assert_refused(
         &["--bind", "127.0.0.1", "--port", &free_port().to_string(), "--tls-cluster", "yes"].map(String::from),
         &["tls-cert-file"],
@@ -417,7 +430,8 @@ fn a_peer_group_over_mutual_tls_elects_replicates_and_refuses_strangers() {
     // A one-node group with an admin port, to watch its refusals: a stranger without a
     // certificate, one with a certificate from another CA, and a plain-text peer.
     let (port, peer, admin) = (free_port(), free_port(), free_port());
-    let mut args: Vec<String> = ["--bind", "127.0.0.1", "--node-id", "1", "--tls-cluster", "yes"].map(String::from).to_vec();
+    let mut args: Vec<String> =
+        ["--bind", "127.0.0.1", "--node-id", "1", "--tls-cluster", "yes"].map(String::from).to_vec();
     args.extend(["--port".into(), port.to_string(), "--admin-port".into(), admin.to_string()]);
     args.extend(["--raft-group".into(), format!("1@127.0.0.1:{port}@{peer}")]);
     args.extend(certs.node_flags());
