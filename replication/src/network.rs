@@ -22,6 +22,12 @@
 //! included). Every refusal is logged with the remote address and counted
 //! ([`PeerAuth::failures`], `prism_peer_auth_failures_total`).
 //!
+//! With `tls-cluster` ([`PeerTls`]) every peer connection is mutual TLS first: the
+//! listener requires the dialer's certificate and the dialer checks the listener's, both
+//! against the fleet's CA, before a single handshake frame; the cluster-secret handshake
+//! then runs inside the TLS stream unchanged. A failed TLS handshake is a refusal like a
+//! wrong secret: logged and counted in [`PeerAuth::failures`].
+//!
 //! Invariants:
 //! - Bounded: a frame over [`MAX_FRAME`] closes the connection; every call has a deadline
 //!   (openraft's hard TTL), and outstanding calls fail when their connection dies.
@@ -45,7 +51,7 @@ use openraft::raft::{
 use openraft::Raft;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -98,18 +104,38 @@ pub struct Verdict {
     pub accepted: bool,
 }
 
-/// The cluster secret (`cluster-secret-file`) a node proves itself with, and the count of
-/// peer handshakes it refused. Clones share the count.
+/// Mutual TLS for peer connections (`tls-cluster`): the listener's acceptor, which
+/// requires and checks the dialer's certificate, and the dialer's connector, which
+/// presents the same node certificate and checks the listener's.
+#[derive(Clone)]
+pub struct PeerTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl PeerTls {
+    pub fn new(acceptor: tokio_rustls::TlsAcceptor, connector: tokio_rustls::TlsConnector) -> PeerTls {
+        PeerTls { acceptor, connector }
+    }
+}
+
+/// The name a dialer asks for: peers are dialled by address, so the listener's
+/// certificate is checked for its chain, not a name (the connector's verifier).
+const PEER_SERVER_NAME: &str = "prism-peer";
+
+/// The cluster secret (`cluster-secret-file`) a node proves itself with, the peer TLS
+/// it speaks, and the count of peer handshakes it refused. Clones share the count.
 #[derive(Clone, Default)]
 pub struct PeerAuth {
     key: Option<Arc<ring::hmac::Key>>,
+    tls: Option<PeerTls>,
     failures: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PeerAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
-        f.debug_struct("PeerAuth").field("secret", &self.key.is_some()).finish()
+        f.debug_struct("PeerAuth").field("secret", &self.key.is_some()).field("tls", &self.tls.is_some()).finish()
     }
 }
 
@@ -118,8 +144,15 @@ impl PeerAuth {
     pub fn new(secret: Option<&[u8]>) -> PeerAuth {
         PeerAuth {
             key: secret.map(|s| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s))),
+            tls: None,
             failures: Arc::default(),
         }
+    }
+
+    /// The same, speaking mutual TLS to peers when `tls` is set (and only then).
+    pub fn with_tls(mut self, tls: Option<PeerTls>) -> PeerAuth {
+        self.tls = tls;
+        self
     }
 
     pub fn has_secret(&self) -> bool {
@@ -378,7 +411,25 @@ where
 }
 
 async fn serve_conn(stream: TcpStream, me: NodeId, groups: Groups, remote: String) -> io::Result<()> {
-    let (r, w) = stream.into_split();
+    let Some(tls) = groups.auth.tls.clone() else {
+        let (r, w) = stream.into_split();
+        return serve_split(r, w, me, groups, remote).await;
+    };
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(groups.auth.refused(&remote, &format!("TLS handshake failed: {e}"))),
+        Err(_) => return Err(groups.auth.refused(&remote, "TLS handshake timed out")),
+    };
+    let (r, w) = tokio::io::split(stream);
+    serve_split(r, w, me, groups, remote).await
+}
+
+/// Serves one peer connection past its transport (TCP halves, or TLS halves).
+async fn serve_split<R, W>(r: R, w: W, me: NodeId, groups: Groups, remote: String) -> io::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);
     accept_handshake(&mut r, &mut w, me, &groups.auth, &remote).await?;
@@ -507,7 +558,27 @@ impl PeerLink {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {}", self.addr)))??;
         stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
+        let Some(tls) = self.auth.tls.clone() else {
+            let (r, w) = stream.into_split();
+            return self.open(r, w).await;
+        };
+        let name = rustls_pki_types::ServerName::try_from(PEER_SERVER_NAME).map_err(io::Error::other)?;
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tls.connector.connect(name, stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(self.auth.refused(&self.addr, &format!("TLS handshake failed: {e}"))),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake with {}", self.addr))),
+        };
+        let (r, w) = tokio::io::split(stream);
+        self.open(r, w).await
+    }
+
+    /// Opens a connection over its transport's halves: the peer handshake, then the
+    /// reader and writer tasks.
+    async fn open<R, W>(&self, r: R, w: W) -> io::Result<Conn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let mut r = BufReader::new(r);
         let mut w = BufWriter::new(w);
         tokio::time::timeout(CONNECT_TIMEOUT, self.handshake(&mut r, &mut w))

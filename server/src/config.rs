@@ -144,6 +144,9 @@ pub struct Config {
     /// `tls-auth-clients`: `yes` requires a client certificate signed by the CA, `optional`
     /// checks one if presented, `no` asks for none.
     pub tls_auth_clients: TlsAuthClients,
+    /// `tls-cluster`: the peer port speaks mutual TLS (node certificate, checked against
+    /// `tls-ca-cert-file`), under the cluster-secret handshake (tls.rs).
+    pub tls_cluster: bool,
 }
 
 /// `tls-auth-clients`, as Redis spells it.
@@ -289,6 +292,7 @@ impl Default for Config {
             tls_key_file: None,
             tls_ca_cert_file: None,
             tls_auth_clients: TlsAuthClients::Yes,
+            tls_cluster: false,
         }
     }
 }
@@ -332,6 +336,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("tls-key-file", false),
     ("tls-ca-cert-file", false),
     ("tls-auth-clients", false),
+    ("tls-cluster", false),
 ];
 
 /// Read-only values some Redis tools ask for with CONFIG GET.
@@ -360,10 +365,7 @@ impl Config {
         match k {
             "bind" => self.bind = value.parse().map_err(|_| bad(k, format!("'{value}' is not an IP address")))?,
             "port" => {
-                self.port = value.parse().map_err(|_| bad(k, format!("'{value}' is not a port number (1-65535)")))?;
-                if self.port == 0 {
-                    return Err(bad(k, "port 0 is not allowed"));
-                }
+                self.port = value.parse().map_err(|_| bad(k, format!("'{value}' is not a port number (0-65535)")))?;
             }
             "data-dir" | "dir" => {
                 if value.is_empty() {
@@ -499,6 +501,7 @@ impl Config {
                     _ => return Err(bad(k, format!("'{value}' is not yes, no or optional"))),
                 }
             }
+            "tls-cluster" => self.tls_cluster = yes_no(k, value)?,
             "unsafe-stale-reads" => {
                 self.unsafe_stale_reads = match value {
                     "yes" => true,
@@ -553,6 +556,7 @@ impl Config {
             "tls-key-file" => path_text(&self.tls_key_file),
             "tls-ca-cert-file" => path_text(&self.tls_ca_cert_file),
             "tls-auth-clients" => self.tls_auth_clients.to_string(),
+            "tls-cluster" => if self.tls_cluster { "yes" } else { "no" }.to_string(),
             _ => return None,
         })
     }

@@ -19,14 +19,18 @@
 //! - After a protocol error the error reply is written and the connection closed.
 //! - The task ends on QUIT, CLIENT KILL, EOF, an I/O error, the idle timeout or node
 //!   shutdown; dropping its registration frees its `maxclients` place.
+//! - The loop is generic over the [`ClientStream`] and monomorphized per transport: the
+//!   plain TCP path is the same code it was before TLS, with no box and no extra flush;
+//!   a TLS stream is flushed at the end of every batch, since rustls may hold the tail.
 
+use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -45,6 +49,23 @@ const READ_CHUNK: usize = 16 * 1024;
 /// default `client-query-buffer-limit` (1gb).
 pub const MAX_QUERY_BUFFER: usize = 1024 * 1024 * 1024;
 
+/// A client's transport: TCP, or TLS over TCP (tls.rs).
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Encrypted: cluster replies name TLS ports, and output may wait in the TLS layer
+    /// until the stream is flushed.
+    const TLS: bool;
+    /// Writes what the transport takes now, without waiting (`WouldBlock`: nothing).
+    fn try_write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
+}
+
+impl ClientStream for TcpStream {
+    const TLS: bool = false;
+
+    fn try_write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write(buf)
+    }
+}
+
 /// Per-connection state that commands read and change.
 pub struct ConnState {
     pub handle: Arc<ClientHandle>,
@@ -53,6 +74,8 @@ pub struct ConnState {
     pub close: bool,
     /// The address this client connected to (what a wildcard-bound node announces).
     pub local_ip: IpAddr,
+    /// Set for a client that came over TLS: cluster replies and redirects name TLS ports.
+    pub tls: Option<crate::tls::TlsPorts>,
     /// READONLY: reads may be served by replicas (meaningful once replication exists).
     pub readonly: bool,
     /// `ASKING` was sent: the next command may use a slot this shard is importing.
@@ -168,15 +191,16 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
     }
 }
 
-pub async fn serve(
+pub async fn serve<S: ClientStream>(
     node: Arc<Node>,
-    mut stream: TcpStream,
+    mut stream: S,
     handle: Arc<ClientHandle>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let authenticated = !node.requires_auth();
     let mut state = ConnState {
         local_ip: handle.laddr.ip(),
+        tls: S::TLS.then(|| crate::tls::TlsPorts::of(&node)),
         handle,
         authenticated,
         close: false,
@@ -258,7 +282,9 @@ pub async fn serve(
             pending::commit(&node, &mut state, &mut out).await;
         }
         publish_counts(&node, &mut state);
-        if !out.buf.is_empty() && !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, true).await {
+        if (S::TLS || !out.buf.is_empty())
+            && !flush(&node, &mut stream, &mut out, &state.handle, &mut shutdown, true).await
+        {
             break;
         }
         if state.close || state.handle.is_killed() {
@@ -309,7 +335,13 @@ pub async fn serve(
     }
     cmd::multi::reset(&node, &mut state);
     publish_counts(&node, &mut state);
-    let _ = stream.shutdown().await;
+    if S::TLS {
+        // close_notify waits for room in the socket: a client that stopped reading must
+        // not keep this task (and a node shutdown) waiting.
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    } else {
+        let _ = stream.shutdown().await;
+    }
 }
 
 /// What a blocked command waits for.
@@ -339,9 +371,9 @@ pub enum TimeoutReply {
 /// nobody is waiting yet, so a write landing between the retry and the wait is never
 /// missed. Each retry goes through `cmd::execute` again, so a pop is one ordinary write,
 /// applied once.
-async fn wait_unblocked(
+async fn wait_unblocked<S: ClientStream>(
     node: &Node,
-    stream: &mut TcpStream,
+    stream: &mut S,
     rbuf: &mut BytesMut,
     state: &mut ConnState,
     args: &[Bytes],
@@ -454,9 +486,9 @@ fn publish_counts(node: &Node, state: &mut ConnState) {
 /// limits (see the module invariants). `end_of_batch`: nothing more will run before the
 /// next read, so the output is written out in full. Returns false when the connection
 /// must close.
-async fn flush(
+async fn flush<S: ClientStream>(
     node: &Node,
-    stream: &mut TcpStream,
+    stream: &mut S,
     out: &mut ReplyWriter,
     handle: &ClientHandle,
     shutdown: &mut watch::Receiver<bool>,
@@ -500,6 +532,17 @@ async fn flush(
         node.stats.net_output_bytes.fetch_add(pending, Ordering::Relaxed);
         out.buf.clear();
     }
+    if S::TLS && end_of_batch {
+        // What rustls still holds goes out now; the client waits for nothing else.
+        let flushed = tokio::select! {
+            r = stream.flush() => r.is_ok(),
+            _ = handle.killed() => false,
+            _ = shutdown.changed() => false,
+        };
+        if !flushed {
+            return false;
+        }
+    }
     if out.buf.is_empty() && out.buf.capacity() > 1 << 20 {
         out.buf = BytesMut::with_capacity(READ_CHUNK);
     }
@@ -508,9 +551,9 @@ async fn flush(
 
 /// Writes as much of the pending output as the socket takes without waiting. False on
 /// an I/O error.
-fn write_ready(node: &Node, stream: &TcpStream, out: &mut ReplyWriter) -> bool {
+fn write_ready<S: ClientStream>(node: &Node, stream: &mut S, out: &mut ReplyWriter) -> bool {
     while !out.buf.is_empty() {
-        match stream.try_write(&out.buf) {
+        match stream.try_write_now(&out.buf) {
             Ok(0) => return false,
             Ok(n) => {
                 node.stats.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);

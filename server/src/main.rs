@@ -150,9 +150,13 @@ struct ServeArgs {
     /// PEM CA certificates that client certificates must chain to.
     #[arg(long)]
     tls_ca_cert_file: Option<String>,
-    /// yes (default when a CA is set), optional or no: require client certificates.
+    /// yes (the default; needs tls-ca-cert-file), optional or no: require client
+    /// certificates signed by the CA.
     #[arg(long)]
     tls_auth_clients: Option<String>,
+    /// yes: the peer port speaks mutual TLS (needs the cert, key and CA files).
+    #[arg(long)]
+    tls_cluster: Option<String>,
     /// TEST ONLY: serve leader reads without read-index (breaks linearizability).
     #[arg(long, hide = true)]
     unsafe_stale_reads: Option<String>,
@@ -200,11 +204,16 @@ impl ServeArgs {
             ("tls-key-file", self.tls_key_file),
             ("tls-ca-cert-file", self.tls_ca_cert_file),
             ("tls-auth-clients", self.tls_auth_clients),
+            ("tls-cluster", self.tls_cluster),
         ];
         for (key, value) in flags {
             if let Some(v) = value {
                 config.set(key, &v).map_err(|e| format!("--{key}: {e}"))?;
             }
+        }
+        // As Redis: port 0 turns the plain-text port off, which leaves TLS only.
+        if config.port == 0 && config.tls_port == 0 {
+            return Err("--port: port 0 is not allowed without a tls-port (port 0 and a tls-port: TLS only)".into());
         }
         Ok(config)
     }

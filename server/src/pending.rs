@@ -83,7 +83,12 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
             (None, true) => Some(outputs.next().unwrap_or(Output::Nil)),
             (Some(e), true) => {
                 conn.errors += 1;
-                out.error(&replica.write_error(e, slot).0);
+                let e = replica.write_error(e, slot);
+                let e = match conn.tls {
+                    Some(ports) => ports.redirect(e),
+                    None => e,
+                };
+                out.error(&e.0);
                 crate::stats::committed_reply(conn, out, mark);
                 continue;
             }

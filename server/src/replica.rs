@@ -157,7 +157,8 @@ impl Replica {
         let listener = tokio::net::TcpListener::bind(peer_bind)
             .await
             .map_err(|e| format!("cannot listen for peers on {peer_bind}: {e}"))?;
-        let peer_auth = prism_replication::PeerAuth::new(crate::server::cluster_secret(config)?.as_deref());
+        let peer_auth = prism_replication::PeerAuth::new(crate::server::cluster_secret(config)?.as_deref())
+            .with_tls(crate::tls::peer_tls(config)?);
         let host = Host {
             me,
             net: PeerNetwork::new(me, addrs).with_auth(peer_auth.clone()),

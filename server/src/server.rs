@@ -1,5 +1,10 @@
 //! Starting and stopping a node: bind, accept, background tasks, graceful shutdown.
 //!
+//! Clients arrive on the plain port (`port`), the TLS port (`tls-port`, tls.rs) or both;
+//! `port 0` with a `tls-port` serves TLS only, as Redis. Both ports run the same
+//! [`run_connection`], so protected mode, `maxclients`, AUTH and the connection metrics
+//! treat them alike.
+//!
 //! Shutdown follows mini-redis: one watch channel tells every task to stop, and
 //! [`ServerHandle::shutdown`] waits until every connection task has dropped its
 //! completion sender, so a stopped server holds no sockets.
@@ -46,7 +51,10 @@ pub enum StartError {
 
 /// A running node.
 pub struct ServerHandle {
+    /// The plain client port's address (the TLS port's when the node serves TLS only).
     pub addr: SocketAddr,
+    /// The TLS port's address (`tls-port`), when it listens.
+    pub tls_addr: Option<SocketAddr>,
     /// The admin HTTP port's address (`admin-port`), when it listens.
     pub admin_addr: Option<SocketAddr>,
     pub node: Arc<Node>,
@@ -78,23 +86,48 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
         let path = config.cluster_secret_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         StartError::Secret { key: "cluster-secret-file", path, why }
     })?;
-    if secret.is_none() && (!config.raft_group.is_empty() || config.cluster_topology.is_some()) {
+    if secret.is_none() && !config.tls_cluster && (!config.raft_group.is_empty() || config.cluster_topology.is_some()) {
         tracing::warn!(
             "no cluster-secret-file: peers are not authenticated, anyone who reaches the peer port can join the shard group (docs/security.md)"
         );
     }
-    crate::tls::acceptor(&config).map_err(StartError::Tls)?;
-    let addr = SocketAddr::new(config.bind, config.port);
-    let listener = listen(addr, config.tcp_backlog).map_err(|source| StartError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    let admin_listener = bind_admin(&config).await?;
+    let tls_acceptor = crate::tls::client_acceptor(&config).map_err(StartError::Tls)?;
+    // Checked here too, so that a bad peer TLS file fails the start before anything binds.
+    crate::tls::peer_tls(&config).map_err(StartError::Tls)?;
+    let tls_listener = match &tls_acceptor {
+        Some(_) => {
+            let addr = SocketAddr::new(config.bind, config.tls_port);
+            let l = listen(addr, config.tcp_backlog).map_err(|source| StartError::Bind { addr, source })?;
+            let bound = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let tls_addr = tls_listener.as_ref().map(|(_, a)| *a);
+    // Port 0 with a TLS port: TLS only. Port 0 alone (tests only: Config::set refuses
+    // it without a tls-port) lets the OS pick a port.
+    let listener = match tls_addr {
+        Some(_) if config.port == 0 => None,
+        _ => {
+            let addr = SocketAddr::new(config.bind, config.port);
+            let l = listen(addr, config.tcp_backlog).map_err(|source| StartError::Bind { addr, source })?;
+            let bound = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            Some((l, bound))
+        }
+    };
+    let plain_addr = listener.as_ref().map(|(_, a)| *a);
+    let Some(addr) = plain_addr.or(tls_addr) else {
+        return Err(StartError::Tls("port 0 needs a tls-port: the node would have no client port".into()));
+    };
+    let admin_listener = bind_admin(&config, addr.port()).await?;
     let ip = match &config.announce_ip {
         Some(ip) => ip.clone(),
         None if config.bind.is_unspecified() => String::new(),
         None => config.bind.to_string(),
     };
     let mut config = config;
-    config.port = addr.port();
+    config.port = plain_addr.map_or(0, |a| a.port());
+    config.tls_port = tls_addr.map_or(0, |a| a.port());
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     // CONFIG GET admin-port then names the port actually in use (0: none).
     config.admin_port = admin_addr.map_or(crate::config::AdminPort::Off, |a| crate::config::AdminPort::Port(a.port()));
@@ -114,14 +147,19 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
 
     let (stop, stop_rx) = watch::channel(false);
     let (done_tx, done) = mpsc::channel::<()>(1);
-    tokio::spawn(accept_loop(node.clone(), listener, stop_rx.clone(), done_tx.clone()));
+    if let Some((listener, _)) = listener {
+        tokio::spawn(accept_loop(node.clone(), listener, stop_rx.clone(), done_tx.clone()));
+    }
+    if let (Some((listener, _)), Some(acceptor)) = (tls_listener, tls_acceptor) {
+        tokio::spawn(crate::tls::accept_loop(node.clone(), listener, acceptor, stop_rx.clone(), done_tx.clone()));
+    }
     if let Some(listener) = admin_listener {
         crate::admin::spawn(node.clone(), listener, stop_rx.clone(), done_tx.clone());
     }
     tokio::spawn(crate::tier::spiller(node.clone(), stop_rx.clone(), done_tx.clone()));
     tokio::spawn(active_expiry(node.clone(), stop_rx, done_tx));
-    tracing::info!(%addr, admin = ?admin_addr, "prism node ready");
-    Ok(ServerHandle { addr, admin_addr, node, stop, done })
+    tracing::info!(%addr, tls = ?tls_addr, admin = ?admin_addr, "prism node ready");
+    Ok(ServerHandle { addr, tls_addr, admin_addr, node, stop, done })
 }
 
 /// The client listener, with `backlog` places in its accept queue (tokio's `bind` gives
@@ -137,8 +175,10 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Binds the admin port (admin.rs) before anything starts, so a taken fixed port fails the
 /// start like a taken client port; a taken `auto` port only warns, since the node did
 /// not ask for that port by name.
-async fn bind_admin(config: &Config) -> Result<Option<TcpListener>, StartError> {
-    let Some((addr, required)) = crate::admin::admin_addr(config, config.port) else { return Ok(None) };
+async fn bind_admin(config: &Config, client_port: u16) -> Result<Option<TcpListener>, StartError> {
+    // `auto` counts from the client port the user named (0: chosen by the OS, no auto).
+    let named = if config.port == 0 && config.tls_port != 0 { client_port } else { config.port };
+    let Some((addr, required)) = crate::admin::admin_addr(config, named) else { return Ok(None) };
     match TcpListener::bind(addr).await {
         Ok(l) => Ok(Some(l)),
         Err(source) if required => Err(StartError::Bind { addr, source }),
@@ -171,40 +211,57 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Re
         let done2 = done.clone();
         tokio::spawn(async move {
             let _done = done2;
-            run_connection(node2, stream, peer, stop2).await;
+            let laddr = stream.local_addr().unwrap_or(peer);
+            let fd = raw_fd(&stream);
+            run_connection(node2, stream, peer, laddr, fd, stop2).await;
         });
     }
 }
 
-async fn run_connection(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
-    let laddr = stream.local_addr().unwrap_or(peer);
-    let fd = raw_fd(&stream);
+/// Serves one accepted client (after its TLS handshake, on the TLS port): protected
+/// mode and `maxclients` first, then the connection loop.
+pub(crate) async fn run_connection<S: conn::ClientStream>(
+    node: Arc<Node>,
+    mut stream: S,
+    peer: SocketAddr,
+    laddr: SocketAddr,
+    fd: i64,
+    stop: watch::Receiver<bool>,
+) {
     let max = node.limits.maxclients.load(Ordering::Relaxed);
     if crate::acl::protected_refuses(node.config.read().protected_mode, node.requires_auth(), peer.ip()) {
         node.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%peer, "protected mode: refused a non-loopback client (no password is set)");
-        let _ = stream.write_all(crate::acl::DENIED.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        refuse(&mut stream, crate::acl::DENIED.as_bytes()).await;
         return;
     }
     let Some(reg) = node.clients.register(peer, laddr, fd, max) else {
         node.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
-        let _ = stream.shutdown().await;
+        refuse(&mut stream, b"-ERR max number of clients reached\r\n").await;
         return;
     };
     reg.handle.acl.set(node.acl.default_user());
     conn::serve(node.clone(), stream, reg.handle.clone(), stop).await;
 }
 
+/// Answers a refused client and closes; bounded, since a TLS client that does not read
+/// could otherwise hold the task.
+async fn refuse<S: conn::ClientStream>(stream: &mut S, reply: &[u8]) {
+    let bye = async {
+        let _ = stream.write_all(reply).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+}
+
 #[cfg(unix)]
-fn raw_fd(stream: &TcpStream) -> i64 {
+pub(crate) fn raw_fd(stream: &TcpStream) -> i64 {
     use std::os::fd::AsRawFd;
     stream.as_raw_fd() as i64
 }
 
 #[cfg(not(unix))]
-fn raw_fd(_: &TcpStream) -> i64 {
+pub(crate) fn raw_fd(_: &TcpStream) -> i64 {
     -1
 }
 

@@ -47,7 +47,7 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
         tweak(&mut config);
-        // Port 0: the OS picks a free port (Config::set refuses 0 from users, start does not).
+        // Port 0: the OS picks a free port (the binary refuses 0 without a tls-port, start does not).
         config.port = 0;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64;
         let clock = ManualClock::new(now);

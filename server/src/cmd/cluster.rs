@@ -194,8 +194,14 @@ fn ip_of(n: &ClusterNode, local: IpAddr) -> Cow<'_, str> {
     }
 }
 
+/// The port clients of this connection reach `n` on (TLS clients: its TLS port).
+fn port_of(n: &ClusterNode, tls: Option<crate::tls::TlsPorts>) -> u16 {
+    tls.map_or(n.port, |p| p.port_of(n.port))
+}
+
 fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     let t = ctx.node.topology.load();
+    let tls = ctx.conn.tls;
     let local = ctx.conn.local_ip;
     let out = &mut *ctx.out;
     let served: Vec<usize> = (0..t.shards.len()).filter(|&s| t.primary_of(s).is_some()).collect();
@@ -209,7 +215,7 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) {
             for n in &members {
                 out.array(4);
                 out.bulk(ip_of(n, local).as_bytes());
-                out.int(n.port as i64);
+                out.int(port_of(n, tls) as i64);
                 out.bulk(n.id.as_bytes());
                 // Networking metadata beyond the preferred endpoint (the IP): none, as
                 // no hostname is announced.
@@ -221,6 +227,9 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 
 fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     let t = ctx.node.topology.load();
+    // With a TLS port, both ports are listed, as Redis does ("port" absent when TLS only).
+    let ports = crate::tls::TlsPorts::of(ctx.node);
+    let (plain, tls) = (ports.plain != 0, ports.tls != 0);
     let local = ctx.conn.local_ip;
     let out = &mut *ctx.out;
     let listed: Vec<usize> = (0..t.shards.len()).filter(|&s| t.members_of(s).next().is_some()).collect();
@@ -239,11 +248,17 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) {
         out.array(members.len());
         for n in members {
             let ip = ip_of(n, local);
-            out.map(7 + n.zone.is_some() as usize);
+            out.map(6 + plain as usize + tls as usize + n.zone.is_some() as usize);
             out.bulk(b"id");
             out.bulk(n.id.as_bytes());
-            out.bulk(b"port");
-            out.int(n.port as i64);
+            if plain {
+                out.bulk(b"port");
+                out.int(n.port as i64);
+            }
+            if tls {
+                out.bulk(b"tls-port");
+                out.int(ports.port_of(n.port) as i64);
+            }
             out.bulk(b"ip");
             out.bulk(ip.as_bytes());
             out.bulk(b"endpoint");
@@ -265,10 +280,10 @@ fn shards(ctx: &mut Ctx<'_>, _: &[Bytes]) {
 
 /// One line of CLUSTER NODES, without its newline:
 /// `<id> <ip:port@cport> <flags> <master> <ping-sent> <pong-recv> <epoch> <link> <slot>...`
-fn describe(t: &Topology, index: usize, local: IpAddr, now_ms: u64) -> String {
+fn describe(t: &Topology, index: usize, local: IpAddr, tls: Option<crate::tls::TlsPorts>, now_ms: u64) -> String {
     let n = &t.nodes[index];
     let myself = index == t.myself;
-    let mut line = format!("{} {}:{}@{} ", n.id, ip_of(n, local), n.port, n.cport);
+    let mut line = format!("{} {}:{}@{} ", n.id, ip_of(n, local), port_of(n, tls), n.cport);
     if myself {
         line.push_str("myself,");
     }
@@ -300,7 +315,7 @@ fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) {
         let t = ctx.node.topology.load();
         let mut text = String::new();
         for i in 0..t.nodes.len() {
-            text.push_str(&describe(&t, i, ctx.conn.local_ip, now));
+            text.push_str(&describe(&t, i, ctx.conn.local_ip, ctx.conn.tls, now));
             text.push('\n');
         }
         text
@@ -320,7 +335,7 @@ fn replicas(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
     let lines: Vec<String> = (0..t.nodes.len())
         .filter(|&i| i != index && t.nodes[i].shard == node.shard && !t.nodes[i].primary)
-        .map(|i| describe(&t, i, ctx.conn.local_ip, now))
+        .map(|i| describe(&t, i, ctx.conn.local_ip, ctx.conn.tls, now))
         .collect();
     ctx.out.bulks(lines.iter().map(|l| l.as_bytes()));
 }

@@ -425,6 +425,10 @@ fn reject(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Byte
 /// Replies an error; behind pending writes, it waits its turn with them.
 pub(crate) fn fail(conn: &mut ConnState, out: &mut ReplyWriter, e: CmdError) {
     conn.errors += 1;
+    let e = match &conn.tls {
+        Some(ports) => ports.redirect(e),
+        None => e,
+    };
     if conn.pending.is_empty() {
         out.error(&e.0);
     } else {

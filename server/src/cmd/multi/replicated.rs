@@ -285,6 +285,7 @@ fn scratch(conn: &ConnState) -> ConnState {
         authenticated: conn.authenticated,
         close: false,
         local_ip: conn.local_ip,
+        tls: conn.tls,
         readonly: conn.readonly,
         asking: false,
         slot_guard: None,
