@@ -285,6 +285,19 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
     bincode::deserialize(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
+/// The decoder every peer frame and handshake message goes through, for the fuzz
+/// harness (`fuzz/fuzz_targets/peer_message.rs`); not an API.
+#[doc(hidden)]
+pub fn decode_message<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
+    decode(bytes)
+}
+
+/// The encoder matching [`decode_message`], for the fuzz harness; not an API.
+#[doc(hidden)]
+pub fn encode_message<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    encode(value)
+}
+
 /// Where a node's listener hands the statuses other nodes send it.
 pub type StatusSink = Arc<dyn Fn(NodeStatus) + Send + Sync>;
 

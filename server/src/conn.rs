@@ -129,6 +129,38 @@ pub type DeferredReply = Box<dyn FnOnce(&mut ReplyWriter) + Send>;
 pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = DeferredReply> + Send>>;
 
 impl ConnState {
+    /// The state of a connection that just registered as `handle`.
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> ConnState {
+        ConnState {
+            local_ip: handle.laddr.ip(),
+            tls: None,
+            handle,
+            authenticated,
+            close: false,
+            readonly: false,
+            asking: false,
+            slot_guard: None,
+            subscriber: None,
+            blocked: None,
+            multi: None,
+            watching: Default::default(),
+            commands: 0,
+            hits: 0,
+            misses: 0,
+            errors: 0,
+            cmd_stats: Default::default(),
+            clock_mark: None,
+            read_now: std::cell::Cell::new(0),
+            tracking: false,
+            pending: Vec::new(),
+            fenced: false,
+            fence_error: None,
+            rerun: false,
+            last_write_index: 0,
+            deferred: None,
+        }
+    }
+
     /// The connection waited (for input, output or a key): the next command reads the
     /// clocks afresh, so no wait is charged to a command and no read sees a stale time.
     pub fn waited(&mut self) {
@@ -138,6 +170,13 @@ impl ConnState {
         self.fenced = false;
         self.fence_error = None;
     }
+}
+
+/// [`run`] for the fuzz harness (`fuzz/fuzz_targets/command.rs`), which drives requests
+/// without a socket; not an API.
+#[doc(hidden)]
+pub async fn run_request(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
+    run(node, state, args, out).await
 }
 
 /// Runs one request to the end on a standalone or replicated node: commits pending
@@ -198,34 +237,8 @@ pub async fn serve<S: ClientStream>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let authenticated = !node.requires_auth();
-    let mut state = ConnState {
-        local_ip: handle.laddr.ip(),
-        tls: S::TLS.then(|| crate::tls::TlsPorts::of(&node)),
-        handle,
-        authenticated,
-        close: false,
-        readonly: false,
-        asking: false,
-        slot_guard: None,
-        subscriber: None,
-        blocked: None,
-        multi: None,
-        watching: Default::default(),
-        commands: 0,
-        hits: 0,
-        misses: 0,
-        errors: 0,
-        cmd_stats: Default::default(),
-        clock_mark: None,
-        read_now: std::cell::Cell::new(0),
-        tracking: false,
-        pending: Vec::new(),
-        fenced: false,
-        fence_error: None,
-        rerun: false,
-        last_write_index: 0,
-        deferred: None,
-    };
+    let mut state = ConnState::new(handle, authenticated);
+    state.tls = S::TLS.then(|| crate::tls::TlsPorts::of(&node));
     let mut parser = RequestParser::new(node.limits.proto_max_bulk_len.load(Ordering::Relaxed), authenticated);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = ReplyWriter::new(Proto::Resp2);

@@ -336,22 +336,35 @@ fn check_buffers(block: &[u8], body_len: i64) -> Result<(), FormatError> {
     let meta =
         block.get(start..start.saturating_add(meta_len)).ok_or_else(|| arrow_err("block metadata past the block"))?;
     let msg = arrow_ipc::root_as_message(meta).map_err(|e| FormatError::Arrow(format!("message: {e}")))?;
-    let batch = match msg.header_as_record_batch() {
-        Some(b) => Some(b),
-        None => msg.header_as_dictionary_batch().and_then(|d| d.data()),
+    let (batch, widths) = match msg.header_as_record_batch() {
+        Some(b) => (Some(b), RECORD_BUFFER_WIDTHS),
+        None => (msg.header_as_dictionary_batch().and_then(|d| d.data()), DICTIONARY_BUFFER_WIDTHS),
     };
     let batch = batch.ok_or_else(|| arrow_err("block is not a record or dictionary batch"))?;
     if batch.compression().is_some() {
         return Err(arrow_err("compressed batches are not written by Prism"));
     }
-    for b in batch.buffers().iter().flatten() {
+    for (i, b) in batch.buffers().iter().flatten().enumerate() {
         let end = b.offset().checked_add(b.length());
         if b.offset() < 0 || b.length() < 0 || end.is_none_or(|e| e > body_len) {
             return Err(arrow_err("buffer past the block body"));
         }
+        // arrow-buffer 60 asserts (panics) when it views a buffer of fixed-width values
+        // whose length is not a whole number of values (found by fuzzing).
+        if widths.get(i).is_some_and(|&w| w > 1 && b.length() % w != 0) {
+            return Err(arrow_err("buffer length is not a whole number of values"));
+        }
     }
     Ok(())
 }
+
+/// The value width in bytes of each buffer of a record batch of [`schema_fields`], in
+/// IPC order (0: a validity bitmap or variable-width data, no constraint): key (validity,
+/// i32 offsets, data), type (validity, i8 keys), expire_at_ms and len (validity, i64
+/// each), string_value and value (validity, i64 offsets, data).
+const RECORD_BUFFER_WIDTHS: &[i64] = &[0, 4, 0, 0, 1, 0, 8, 0, 8, 0, 8, 0, 0, 8, 0];
+/// The same for the `type` column's dictionary batch (utf8: validity, i32 offsets, data).
+const DICTIONARY_BUFFER_WIDTHS: &[i64] = &[0, 4, 0];
 
 /// Checks fields and metadata; returns the slot and the row count the metadata states.
 fn check_schema(schema: &Schema) -> Result<(Slot, u64), FormatError> {
@@ -461,4 +474,19 @@ fn rows_of(
         out.push(Row { key, expire_at, payload: share(whole, payload) });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// Found by `fuzz/fuzz_targets/cold_object.rs`: a mutated object whose i64 offsets
+    /// buffer is not a whole number of values made arrow panic inside `decode` (hidden
+    /// by its `catch_unwind`); it is now refused before arrow sees it.
+    #[test]
+    fn a_ragged_fixed_width_buffer_is_an_error_not_a_panic() {
+        let bytes = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cold-object-ragged-offsets.arrow"));
+        let err = decode_inner(&Bytes::from_static(bytes)).expect_err("a corrupt object");
+        assert!(err.to_string().contains("whole number of values"), "{err}");
+    }
 }

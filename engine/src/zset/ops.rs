@@ -160,6 +160,12 @@ pub(crate) fn apply(set: &mut WriteSet<'_>, op: &ZSetOp, now: u64) -> Output {
 
 /// ZADD's per-member rules, as Redis's `zsetAdd`.
 fn add(cur: &mut Option<Entry>, flags: AddFlags, pairs: &[(f64, Bytes)]) -> Output {
+    // ZADD's handler refuses NaN; an op from a damaged or foreign log is refused the same
+    // way here, before anything changes: a NaN in the tree would break its order (found
+    // by fuzzing the op decoder).
+    if pairs.iter().any(|(score, _)| score.is_nan()) {
+        return Output::Err(OpError::NotFloat);
+    }
     let blocked = if flags.incr { Output::Nil } else { Output::Int(0) };
     let z = match cur {
         None if flags.xx => return blocked,

@@ -142,3 +142,21 @@ fn combine_weights_and_aggregates() {
     let z = combine(Combine::Union, &[], Aggregate::Sum, 2, |i, f| f([Source::ZSet(&inf), Source::ZSet(&ninf)][i]));
     assert_eq!(z.score(b"x"), Some(0.0));
 }
+
+/// Found by `fuzz/fuzz_targets/op_decode.rs`: a ZADD op carrying a NaN score (which no
+/// handler makes, but a damaged log or a peer could) reached the tree's NaN assertion.
+/// It is refused like ZADD's NaN argument, and changes nothing.
+#[test]
+fn an_op_with_a_nan_score_is_refused_and_changes_nothing() {
+    use crate::op::{Op, OpError, Output, Write};
+    let ks = crate::Keyspace::new();
+    let add = |pairs: Vec<(f64, bytes::Bytes)>| {
+        let op = Op::SortedSets(ZSetOp::Add { key: "z".into(), flags: AddFlags::default(), pairs });
+        ks.apply(&Write { now_ms: 1, op })
+    };
+    assert_eq!(add(vec![(1.0, "a".into()), (f64::NAN, "b".into())]), Output::Err(OpError::NotFloat));
+    assert!(ks.get(b"z", 1, |e| e.is_none()), "a refused ZADD created the key");
+    assert_eq!(add(vec![(1.0, "a".into())]), Output::Int(1));
+    assert_eq!(add(vec![(f64::NAN, "a".into())]), Output::Err(OpError::NotFloat));
+    assert_eq!(ks.get(b"z", 1, |e| e.map(|e| e.value.kind().name())), Some("zset"));
+}
