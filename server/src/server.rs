@@ -189,21 +189,31 @@ async fn bind_admin(config: &Config, client_port: u16) -> Result<Option<TcpListe
     }
 }
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>, done: mpsc::Sender<()>) {
+/// The next connection on `listener`, or `None` once `stop` changes. An accept error
+/// (out of file descriptors and the like) is logged, naming `port`, and retried after a
+/// short back-off instead of spinning. Every accept loop (client, TLS, admin) uses it.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    port: &str,
+) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.changed() => return,
+            _ = stop.changed() => return None,
         };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
+        match accepted {
+            Ok(x) => return Some(x),
             Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, "accept failed on the {port} port");
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>, done: mpsc::Sender<()>) {
+    while let Some((stream, peer)) = accept_next(&listener, &mut stop, "client").await {
         node.stats.connections_received.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let node2 = node.clone();

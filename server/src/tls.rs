@@ -223,19 +223,7 @@ pub async fn accept_loop(
     done: mpsc::Sender<()>,
 ) {
     let handshaking = Arc::new(AtomicUsize::new(0));
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed on the TLS port");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = crate::server::accept_next(&listener, &mut stop, "TLS").await {
         node.stats.connections_received.fetch_add(1, Ordering::Relaxed);
         let max = node.limits.maxclients.load(Ordering::Relaxed);
         if handshaking.load(Ordering::Relaxed) >= max.max(1) {

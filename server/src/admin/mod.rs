@@ -56,19 +56,7 @@ pub fn spawn(node: Arc<Node>, listener: TcpListener, stop: watch::Receiver<bool>
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>, done: mpsc::Sender<()>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = crate::server::accept_next(&listener, &mut stop, "admin").await {
         // Full: close at once (the client sees a reset), rather than queue without bound.
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "admin connection refused: {MAX_CONNECTIONS} open");
