@@ -121,6 +121,18 @@ impl Digests {
         Ok(())
     }
 
+    /// The digests of every row of a keyspace image (hot rows; cold slots' rows are in
+    /// their objects and added with [`Digests::add`]).
+    pub fn of_image(image: &prism_engine::keyspace::SnapshotImage) -> Digests {
+        let mut d = Digests::default();
+        for (slot, rows) in image.slots.iter().enumerate() {
+            for (key, entry) in rows {
+                d.add(slot as u16, key, entry.expire_at, &prism_engine::dump::encode(&entry.value));
+            }
+        }
+        d
+    }
+
     pub fn rows(&self) -> u64 {
         self.slots.values().map(|(r, _)| r).sum()
     }

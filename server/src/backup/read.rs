@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use prism_engine::tier::manifest::TierOp;
 use prism_engine::tier::{self, ColdStore};
-use prism_engine::{dump, Keyspace, Op, Output, Write};
+use prism_engine::{Keyspace, Op, Output, Write};
 use prism_replication::snapshot;
 
 use super::crypt::BackupKey;
@@ -116,14 +116,7 @@ pub async fn materialize(store: &ColdStore, part: &ShardBackup, key: Option<&Bac
 
 /// The per-slot digests of every row of `keyspace` (hot rows only: load cold ones first).
 pub fn digest(keyspace: &Keyspace) -> Digests {
-    let image = keyspace.snapshot_now();
-    let mut d = Digests::default();
-    for (slot, rows) in image.slots.iter().enumerate() {
-        for (key, entry) in rows {
-            d.add(slot as u16, key, entry.expire_at, &dump::encode(&entry.value));
-        }
-    }
-    d
+    Digests::of_image(&keyspace.snapshot_now())
 }
 
 #[cfg(test)]

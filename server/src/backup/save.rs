@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use prism_engine::tier::{self, ColdStore};
-use prism_engine::{dump, Keyspace};
+use prism_engine::Keyspace;
 use prism_replication::snapshot::{self, KeyspaceCopy};
 
 use super::crypt::BackupKey;
@@ -120,12 +120,7 @@ impl Plan {
         // CPU work (copy, digest, encode) off the async runtime.
         let (mut digests, snap, hot_rows, cold) = tokio::task::spawn_blocking(move || {
             let image = keyspace.snapshot_now();
-            let mut digests = Digests::default();
-            for (slot, rows) in image.slots.iter().enumerate() {
-                for (key, entry) in rows {
-                    digests.add(slot as u16, key, entry.expire_at, &dump::encode(&entry.value));
-                }
-            }
+            let digests = Digests::of_image(&image);
             let cold = image.tier.cold.clone();
             let copy = KeyspaceCopy::from_image(image);
             let hot_rows = copy.len() as u64;
