@@ -41,36 +41,47 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# True if the client ports base..base+8 and their peer ports (+10000) are all free.
+# True unless one of the client ports base..base+8, their peer ports (+10000) or their
+# admin ports (+20000) is taken. Only a failed bind says "taken" (exit 3): a python3 that
+# cannot run does not turn every attempt into a skip.
 ports_free() {
-    python3 - "$1" "$NODES" <<'EOF'
+    local rc=0
+    python3 - "$1" "$NODES" <<'EOF' || rc=$?
 import socket, sys
 base, n = int(sys.argv[1]), int(sys.argv[2])
 held = []
-try:
-    for p in [*range(base, base + n), *range(base + 10000, base + 10000 + n)]:
+for off in (0, 10000, 20000):
+    for p in range(base + off, base + off + n):
         s = socket.socket()
         held.append(s)
-        s.bind(("127.0.0.1", p))
-except OSError:
-    sys.exit(1)
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            sys.exit(3)
 EOF
+    ((rc != 3))
 }
 
 up() {
     local attempt
     for attempt in 1 2 3 4 5; do
         BASE=$((20000 + RANDOM % (20000 - NODES)))
-        ports_free "$BASE" || continue
+        if ! ports_free "$BASE"; then
+            echo "cli-fleet: attempt $attempt: a port of $BASE.. is taken"
+            continue
+        fi
         DIR=$WORK/fleet-$attempt
         if timeout 180 "$BIN" cluster up --shards 3 --replicas 2 --base-port "$BASE" --dir "$DIR" -- --threads 1 \
             >"$WORK/up.out" 2>&1; then
             return 0
         fi
-        cat "$WORK/up.out" >&2
+        # On stdout, so that CI's summary of a failed step (its last lines) shows why.
+        echo "cli-fleet: attempt $attempt: prism cluster up --base-port $BASE failed:"
+        sed 's/^/  | /' "$WORK/up.out"
         timeout 30 "$BIN" cluster down --dir "$DIR" >/dev/null 2>&1 || true
+        sleep 1
     done
-    echo "cli-fleet: prism cluster up failed after $attempt attempts" >&2
+    echo "cli-fleet: prism cluster up failed after $attempt attempts"
     exit 1
 }
 
