@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod fleet;
+pub mod histogram;
 pub mod keywatch;
 pub mod node;
 pub mod pending;

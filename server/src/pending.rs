@@ -65,7 +65,10 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
     let result = if writes.is_empty() {
         Ok(Vec::new())
     } else {
-        replica.group.write(writes).await.map(|c| {
+        let started = std::time::Instant::now();
+        let result = replica.group.write(writes).await;
+        node.cmd_stats.write_commit.record(started.elapsed().as_micros() as u64);
+        result.map(|c| {
             conn.last_write_index = conn.last_write_index.max(c.index);
             c.outputs
         })

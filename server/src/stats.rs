@@ -1,12 +1,16 @@
-//! Per-command statistics, the slow log and the latency monitor: what INFO commandstats
-//! and errorstats, SLOWLOG and LATENCY report.
+//! Per-command statistics, the slow log and the latency monitor: what INFO commandstats,
+//! errorstats and latencystats, SLOWLOG, LATENCY and the command series of `/metrics`
+//! report.
 //!
 //! Hot path. `cmd::execute` times each handler with one `Instant` pair and hands the
 //! result to [`ran`] (or a refusal to [`rejected`]); both only touch the connection's
 //! own [`ConnStats`], a short list of the commands seen in the current batch (usually
 //! one or two, and the last one is checked first). The connection publishes that list
 //! into the node's [`CommandStats`] once per batch (`conn::publish_counts`), so a
-//! pipeline of N commands costs one atomic add per distinct command, not N.
+//! pipeline of N commands costs one atomic add per distinct command, not N. Latencies
+//! go the same way: a pending entry keeps up to [`CONN_BUCKETS`] (bucket, count) pairs of
+//! the command's latency histogram (`histogram.rs`), and a call in a fifth distinct bucket
+//! within one batch is added to the node's histogram at once.
 //!
 //! Invariants:
 //! - Counters are indexed by a dense id per table entry (commands and subcommands), built
@@ -35,6 +39,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::conn::ConnState;
+use crate::histogram::{self, Histogram};
 use crate::node::Node;
 use crate::resp::ReplyWriter;
 use crate::table::{self, flag, CommandSpec, Handler};
@@ -49,6 +54,8 @@ pub const SLOWLOG_MAX_STRING: usize = 128;
 pub const LATENCY_SAMPLES: usize = 160;
 /// Error codes one connection buffers before publishing early.
 const CONN_ERROR_CODES: usize = 8;
+/// Distinct latency buckets one pending entry keeps before adding to the node's at once.
+const CONN_BUCKETS: usize = 4;
 
 /// The dense id and full name (`client|list`) of every table entry, by address.
 struct Ids {
@@ -89,6 +96,8 @@ struct Counters {
     usec: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    /// Made on the command's first call: most of the table is never called.
+    latency: OnceLock<Histogram>,
 }
 
 /// One command's figures as INFO commandstats prints them.
@@ -139,6 +148,9 @@ pub struct CommandStats {
     slower_than_us: AtomicI64,
     slowlog_max_len: AtomicU64,
     latency_threshold_ms: AtomicU64,
+    /// A replicated node's wait for each write batch to commit and apply (`pending.rs`):
+    /// what a write's reply waits for beyond its command's own time.
+    pub write_commit: Histogram,
 }
 
 impl CommandStats {
@@ -151,6 +163,7 @@ impl CommandStats {
             slower_than_us: AtomicI64::new(0),
             slowlog_max_len: AtomicU64::new(0),
             latency_threshold_ms: AtomicU64::new(0),
+            write_commit: Histogram::default(),
         };
         s.configure(config);
         s
@@ -176,6 +189,13 @@ impl CommandStats {
             add(&c.usec, p.usec);
             add(&c.rejected, p.rejected);
             add(&c.failed, p.failed);
+            if p.buckets_len > 0 {
+                let h = c.latency.get_or_init(Histogram::default);
+                for &(i, n) in &p.buckets[..p.buckets_len as usize] {
+                    h.add(i as usize, n as u64);
+                }
+                h.add_sum(p.usec);
+            }
         }
         if conn.errors.iter().any(|(_, n)| *n > 0) {
             let mut errors = self.errors.lock();
@@ -200,7 +220,11 @@ impl CommandStats {
             for a in [&c.calls, &c.usec, &c.rejected, &c.failed] {
                 a.store(0, Ordering::Relaxed);
             }
+            if let Some(h) = c.latency.get() {
+                h.reset();
+            }
         }
+        self.write_commit.reset();
         self.errors.lock().clear();
     }
 
@@ -222,6 +246,33 @@ impl CommandStats {
                 (f.calls > 0 || f.rejected > 0 || f.failed > 0).then_some(f)
             })
             .collect()
+    }
+
+    /// The latency histogram of every command called since the last reset, in table order.
+    pub fn latencies(&self) -> Vec<(&'static str, histogram::Snapshot)> {
+        let names = &ids().names;
+        self.counters
+            .iter()
+            .zip(names)
+            .filter_map(|(c, name)| {
+                let s = c.latency.get()?.snapshot();
+                (s.count() > 0).then_some((name.as_str(), s))
+            })
+            .collect()
+    }
+
+    /// INFO's `# Latencystats` section: p50, p99 and p99.9 per command, as Redis 7's
+    /// `latency-tracking-info-percentiles` default.
+    pub fn info_latencystats(&self, s: &mut String) {
+        s.push_str("# Latencystats\r\n");
+        for (name, h) in self.latencies() {
+            let _ = write!(s, "latency_percentiles_usec_{name}:");
+            for (j, (label, q)) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)].into_iter().enumerate() {
+                let sep = if j == 0 { "" } else { "," };
+                let _ = write!(s, "{sep}{label}={}.000", h.percentile(q));
+            }
+            s.push_str("\r\n");
+        }
     }
 
     /// Error counts by code, in code order.
@@ -379,6 +430,29 @@ struct Pending {
     usec: u64,
     rejected: u64,
     failed: u64,
+    /// (latency bucket, calls in it); the first `buckets_len` are used.
+    buckets: [(u16, u32); CONN_BUCKETS],
+    buckets_len: u8,
+}
+
+impl Pending {
+    /// Counts a call of `us` microseconds in the batch's histogram; false if the call
+    /// fell in a fifth distinct bucket (the caller adds it to the node's at once).
+    #[inline]
+    fn bucket(&mut self, us: u64) -> bool {
+        let i = histogram::bucket(us) as u16;
+        let used = &mut self.buckets[..self.buckets_len as usize];
+        if let Some(b) = used.iter_mut().find(|b| b.0 == i) {
+            b.1 += 1;
+            return true;
+        }
+        if (self.buckets_len as usize) < CONN_BUCKETS {
+            self.buckets[self.buckets_len as usize] = (i, 1);
+            self.buckets_len += 1;
+            return true;
+        }
+        false
+    }
 }
 
 /// A connection's not yet published figures (see the module doc).
@@ -396,7 +470,15 @@ impl ConnStats {
         let i = match self.pending.iter().rposition(|p| std::ptr::eq(p.spec, spec)) {
             Some(i) => i,
             None => {
-                self.pending.push(Pending { spec, calls: 0, usec: 0, rejected: 0, failed: 0 });
+                self.pending.push(Pending {
+                    spec,
+                    calls: 0,
+                    usec: 0,
+                    rejected: 0,
+                    failed: 0,
+                    buckets: [(0, 0); CONN_BUCKETS],
+                    buckets_len: 0,
+                });
                 self.pending.len() - 1
             }
         };
@@ -452,6 +534,12 @@ pub fn ran(
     let p = conn.cmd_stats.entry(spec);
     p.calls += 1;
     p.usec += usec;
+    if !p.bucket(usec) {
+        // Its usec is in `p.usec`, published with the batch: only the count goes now.
+        if let Some(c) = id_of(spec).and_then(|i| node.cmd_stats.counters.get(i)) {
+            c.latency.get_or_init(Histogram::default).add(histogram::bucket(usec), 1);
+        }
+    }
     if failed {
         p.failed += 1;
         let reply = &out.buf[mark + 1..];

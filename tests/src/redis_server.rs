@@ -41,6 +41,12 @@ impl RealRedis {
     pub async fn raw(&self) -> RawClient {
         RawClient::connect(self.addr).await
     }
+
+    /// A `redis` crate connection, for replies compared as values rather than bytes.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(format!("redis://{}/", self.addr)).expect("client");
+        client.get_multiplexed_async_connection().await.expect("connect to redis-server")
+    }
 }
 
 impl Drop for RealRedis {

@@ -150,6 +150,22 @@ async fn standalone_node_is_healthy_ready_and_counts_commands() {
     assert!(v("prism_memory_used_bytes", &[]) > 0.0);
     assert_eq!(v("prism_maxmemory_bytes", &[]), 0.0);
     assert!(v("prism_command_duration_seconds_total", &[("command", "set")]) >= 0.0);
+    // The latency histogram per command: cumulative buckets ending in +Inf = every call.
+    let get_buckets: Vec<(f64, f64)> = after
+        .iter()
+        .filter(|s| {
+            s.name == "prism_command_latency_seconds_bucket"
+                && s.labels.get("command").map(String::as_str) == Some("get")
+        })
+        .map(|s| (s.labels["le"].parse::<f64>().unwrap_or(f64::INFINITY), s.value))
+        .collect();
+    assert_eq!(get_buckets.len(), 26, "le = 2^0..2^24 us and +Inf: {get_buckets:?}");
+    assert!(get_buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "cumulative: {get_buckets:?}");
+    assert_eq!(get_buckets.last().map(|b| b.1), Some(2.0));
+    assert_eq!(v("prism_command_latency_seconds_count", &[("command", "get")]), 2.0);
+    assert_eq!(v("prism_command_latency_seconds_count", &[("command", "set")]) - set_before, 7.0);
+    // A standalone node commits nothing through Raft.
+    assert!(after.iter().all(|s| !s.name.starts_with("prism_write_commit")));
     // Every series names the node, as CLUSTER MYID does.
     let myid = c.cmd(&["CLUSTER", "MYID"]).await;
     let myid = myid.lines().nth(1).unwrap_or_default().to_string();
@@ -272,6 +288,9 @@ async fn every_member_of_a_group_is_ready_once_it_has_a_leader() {
     assert_eq!(value(&m, "prism_raft_leader_id", &g), Some((leader + 1) as f64));
     assert_eq!(value(&m, "prism_raft_ready", &g), Some(1.0));
     assert!(value(&m, "prism_raft_term", &g).unwrap_or(0.0) >= 1.0);
+    // The SET's wait for its commit is in the write-commit histogram.
+    assert!(value(&m, "prism_write_commit_seconds_count", &[]).unwrap_or(0.0) >= 1.0);
+    assert!(value(&m, "prism_write_commit_seconds_sum", &[]).unwrap_or(0.0) > 0.0);
     let applied = value(&m, "prism_raft_applied_index", &g).expect("applied index");
     assert!(applied >= 1.0);
     let replicas: Vec<&Sample> = m.iter().filter(|s| s.name == "prism_raft_replica_lag_entries").collect();

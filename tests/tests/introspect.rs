@@ -274,7 +274,8 @@ async fn commandstats_and_errorstats_count_calls_rejections_and_failures() {
     assert!(!payload(&default).contains("# Commandstats"), "{default}");
     let all = c.cmd(&["INFO", "all"]).await;
     let headers: Vec<&str> = payload(&all).split("\r\n").filter(|l| l.starts_with('#')).collect();
-    assert_eq!(&headers[6..], ["# CPU", "# Commandstats", "# Errorstats", "# Cluster", "# Keyspace", "# Tiering"]);
+    let tail = ["# CPU", "# Commandstats", "# Errorstats", "# Latencystats", "# Cluster", "# Keyspace", "# Tiering"];
+    assert_eq!(&headers[6..], tail);
     assert_eq!(cmdstat(&all, "info"), Some((4, 0, 0)), "{all}");
 
     // RESETSTAT clears both; it counts itself, as in Redis.
@@ -436,10 +437,80 @@ async fn latency_monitor_shapes() {
     assert_eq!(c.cmd(&["LATENCY", "HISTORY", "command"]).await, "*0\r\n");
     assert_eq!(c.cmd(&["LATENCY", "RESET"]).await, ":0\r\n");
     let help = c.cmd(&["LATENCY", "HELP"]).await;
-    assert!(help.starts_with("*10\r\n+LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"), "{help}");
+    assert!(help.starts_with("*13\r\n+LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"), "{help}");
     assert!(help.ends_with("+HELP\r\n+    Prints this help.\r\n"), "{help}");
     c.hello3().await;
     assert_eq!(c.cmd(&["LATENCY", "LATEST"]).await, "*0\r\n");
+}
+
+/// `LATENCY HISTOGRAM` of one command: its name, calls and `(bound, cumulative count)`s.
+type CommandHistogram = (String, i64, Vec<(i64, i64)>);
+
+/// `LATENCY HISTOGRAM set get` as a map of command -> (calls, [(bound, cumulative)]),
+/// checked for the shape Redis 7 gives it: `calls` and `histogram_usec`, bounds powers of
+/// two ascending, only buckets that hold calls (so counts rise at each), ending at `calls`.
+async fn latency_histogram(c: &mut redis::aio::MultiplexedConnection) -> Vec<CommandHistogram> {
+    let reply: Value =
+        redis::cmd("LATENCY").arg("HISTOGRAM").arg("set").arg("GET").query_async(c).await.expect("reply");
+    let Value::Array(flat) = reply else { panic!("RESP2 map is a flat array: {reply:?}") };
+    let mut out = Vec::new();
+    for pair in flat.chunks(2) {
+        let [Value::BulkString(name), Value::Array(body)] = pair else { panic!("{pair:?}") };
+        let [Value::BulkString(k1), Value::Int(calls), Value::BulkString(k2), Value::Array(h)] = &body[..] else {
+            panic!("{body:?}")
+        };
+        assert_eq!((k1.as_slice(), k2.as_slice()), (&b"calls"[..], &b"histogram_usec"[..]));
+        let h: Vec<(i64, i64)> = h
+            .chunks(2)
+            .map(|b| match b {
+                [Value::Int(bound), Value::Int(n)] => (*bound, *n),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(h.iter().all(|(b, _)| *b > 0 && (*b as u64).is_power_of_two()), "{h:?}");
+        assert!(h.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1), "{h:?}");
+        assert_eq!(h.last().map(|b| b.1), Some(*calls), "{h:?}");
+        out.push((String::from_utf8_lossy(name).into_owned(), *calls, h));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn latency_histograms_and_latencystats_by_command() {
+    let node = TestNode::start().await;
+    let redis = RealRedis::start().await;
+    let mut p = node.redis().await;
+    let mut r = redis.redis().await;
+    for c in [&mut p, &mut r] {
+        for i in 0..5 {
+            let _: () = redis::cmd("SET").arg(format!("k{i}")).arg("v").query_async(c).await.expect("SET");
+        }
+        let _: Option<String> = redis::cmd("GET").arg("k1").query_async(c).await.expect("GET");
+    }
+    // Same commands, calls and shape as redis-server; the buckets are timings.
+    let (ph, rh) = (latency_histogram(&mut p).await, latency_histogram(&mut r).await);
+    let calls = |h: &[CommandHistogram]| h.iter().map(|(n, c, _)| (n.clone(), *c)).collect::<Vec<_>>();
+    assert_eq!(calls(&ph), vec![("get".to_string(), 1), ("set".to_string(), 5)]);
+    assert_eq!(calls(&ph), calls(&rh));
+
+    let mut raw = node.raw().await;
+    let info = raw.cmd(&["INFO", "latencystats"]).await;
+    assert!(payload(&info).starts_with("# Latencystats\r\n"), "{info}");
+    let fields = info_line(&info, "latency_percentiles_usec_set").expect("a line for SET");
+    let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["p50", "p99", "p99.9"]);
+    let values: Vec<f64> = fields.iter().map(|(_, v)| v.parse().expect("a number")).collect();
+    assert!(values[0] >= 1.0 && values[0] <= values[1] && values[1] <= values[2], "{values:?}");
+    // Not in the default INFO (as in Redis 7), in INFO all.
+    assert!(!payload(&raw.cmd(&["INFO"]).await).contains("# Latencystats"));
+    assert!(payload(&raw.cmd(&["INFO", "all"]).await).contains("latency_percentiles_usec_get:"));
+    // CONFIG RESETSTAT forgets them, as in Redis.
+    assert_eq!(raw.cmd(&["CONFIG", "RESETSTAT"]).await, "+OK\r\n");
+    assert!(info_line(&raw.cmd(&["INFO", "latencystats"]).await, "latency_percentiles_usec_set").is_none());
+    assert_eq!(latency_histogram(&mut p).await, Vec::new());
+    // An unknown command name is left out, not an error.
+    assert_eq!(raw.cmd(&["LATENCY", "HISTOGRAM", "nosuchcommand"]).await, "*0\r\n");
 }
 
 #[tokio::test]

@@ -45,6 +45,9 @@ struct Snapshot {
     maxclients: u64,
     node: Vec<(&'static str, &'static str, Kind, Option<Unit>, f64)>,
     commands: Vec<crate::stats::CommandFigures>,
+    latencies: Vec<(&'static str, crate::histogram::Snapshot)>,
+    /// Only on a replicated node (a standalone one commits nothing).
+    write_commit: Option<crate::histogram::Snapshot>,
     errors: Vec<(String, u64)>,
     raft: Option<Raft>,
     /// `crate::tier::LoadLatency::read`.
@@ -172,6 +175,8 @@ impl Snapshot {
             maxclients: node.limits.maxclients.load(Ordering::Relaxed) as u64,
             node: figures,
             commands: node.cmd_stats.commands(),
+            latencies: node.cmd_stats.latencies(),
+            write_commit: node.replica().map(|_| node.cmd_stats.write_commit.snapshot()),
             errors: node.cmd_stats.errors(),
             raft: raft(node),
             load_latency: node.tiering.load_latency.read(),
@@ -273,6 +278,20 @@ impl Collector for Snapshot {
         let help = "Time to load a cold slot (fetch, verify, decode, commit), failed loads included.";
         let mut m = enc.encode_descriptor("tier_load_duration", help, Some(&Unit::Seconds), MetricType::Histogram)?;
         m.encode_family(&Labels::new())?.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
+
+        let help = "Time each command ran (as INFO latencystats), by command; a replicated write's wait for its commit is prism_write_commit_seconds.";
+        let mut m = enc.encode_descriptor("command_latency", help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        for (name, h) in &self.latencies {
+            let labels = vec![("command", Cow::Borrowed(*name))];
+            let (sum, count) = (h.sum_us as f64 / 1e6, h.count());
+            m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &h.prometheus(), None)?;
+        }
+        if let Some(h) = &self.write_commit {
+            let help = "Time a replicated write batch waited to be committed and applied (one per connection batch).";
+            let mut m = enc.encode_descriptor("write_commit", help, Some(&Unit::Seconds), MetricType::Histogram)?;
+            let (sum, count) = (h.sum_us as f64 / 1e6, h.count());
+            m.encode_family(&Labels::new())?.encode_histogram::<NoLabelSet>(sum, count, &h.prometheus(), None)?;
+        }
 
         let by_cmd = |f: &crate::stats::CommandFigures| vec![("command", Cow::Borrowed(f.name))];
         let cmds = &self.commands;

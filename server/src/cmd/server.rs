@@ -295,6 +295,7 @@ const SECTIONS: &[&str] = &[
     "cpu",
     "commandstats",
     "errorstats",
+    "latencystats",
     "cluster",
     "keyspace",
     "tiering",
@@ -302,7 +303,7 @@ const SECTIONS: &[&str] = &[
 ];
 /// Sections printed only by `INFO all`/`everything` or by name, as in Redis.
 /// Tiering too: the default INFO keeps Redis's shape (docs/tiering.md).
-const NOT_DEFAULT: &[&str] = &["commandstats", "tiering"];
+const NOT_DEFAULT: &[&str] = &["commandstats", "latencystats", "tiering"];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let default: [bool; SECTIONS.len()] = std::array::from_fn(|i| !NOT_DEFAULT.contains(&SECTIONS[i]));
@@ -315,7 +316,7 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         } else if let Some(i) = SECTIONS.iter().position(|s| is(a, s)) {
             wanted[i] = true;
         }
-        // Sections Prism does not have (modules, latencystats, ...) add nothing, as an
+        // Sections Prism does not have (modules, ...) add nothing, as an
         // unknown section does in Redis.
     }
     // This connection's command figures so far (not this INFO, which counts once it ran).
@@ -443,6 +444,7 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
             }
         }
         "commandstats" => node.cmd_stats.info_commandstats(s),
+        "latencystats" => node.cmd_stats.info_latencystats(s),
         "errorstats" => node.cmd_stats.info_errorstats(s),
         "cluster" => {
             s.push_str("# Cluster\r\n");

@@ -93,6 +93,43 @@ pub(super) fn latency_history(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
 }
 
+/// `LATENCY HISTOGRAM [command ...]` (Redis 7): per command, its calls and a cumulative
+/// histogram keyed by powers of two in microseconds, only the buckets that hold calls (as
+/// Redis lists them). A container's name stands for all its subcommands (`client` ->
+/// `client|list`, ...); unknown or never called names are left out.
+pub(super) fn latency_histogram(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    ctx.node.cmd_stats.publish(&mut ctx.conn.cmd_stats);
+    let wanted = |name: &str| {
+        args.len() == 2
+            || args[2..].iter().any(|a| {
+                let a = a.as_ref();
+                let n = name.as_bytes();
+                n.eq_ignore_ascii_case(a)
+                    || (n.len() > a.len() && n[a.len()] == b'|' && n[..a.len()].eq_ignore_ascii_case(a))
+            })
+    };
+    let all: Vec<_> = ctx.node.cmd_stats.latencies().into_iter().filter(|(name, _)| wanted(name)).collect();
+    let out = &mut *ctx.out;
+    out.map(all.len());
+    for (name, h) in &all {
+        out.bulk(name.as_bytes());
+        out.map(2);
+        out.bulk(b"calls");
+        out.int(h.count() as i64);
+        out.bulk(b"histogram_usec");
+        let buckets = h.by_power_of_two();
+        // The +Inf bucket is keyed by the power of two above the last finite bound.
+        let beyond = buckets.len().checked_sub(2).map_or(0, |i| buckets[i].0 * 2);
+        out.map(buckets.iter().filter(|b| b.1 > 0).count());
+        let mut cumulative = 0;
+        for &(bound, n) in buckets.iter().filter(|b| b.1 > 0) {
+            cumulative += n;
+            out.int(if bound == u64::MAX { beyond } else { bound } as i64);
+            out.int(cumulative as i64);
+        }
+    }
+}
+
 pub(super) fn latency_reset(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let n = ctx.node.cmd_stats.latency_reset(&args[2..]);
     ctx.out.int(n as i64);
@@ -110,6 +147,9 @@ pub(super) fn latency_help(ctx: &mut Ctx<'_>, _: &[Bytes]) {
             "RESET [<event> ...]",
             "    Reset latency data of one or more <event> classes.",
             "    (default: reset all data for all event classes)",
+            "HISTOGRAM [COMMAND ...]",
+            "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+            "    If no commands are specified then all histograms are replied.",
         ],
     );
 }

@@ -161,6 +161,15 @@ const SLOWLOG_SUBCOMMANDS: &[CommandSpec] = &[
 
 const LATENCY_SUBCOMMANDS: &[CommandSpec] = &[
     spec(
+        "histogram",
+        -2,
+        ADMIN_FLAGS,
+        NO_KEYS,
+        "Returns the cumulative distribution of latencies of a subset or all commands.",
+        "7.0.0",
+        Handler::Direct(latency_histogram),
+    ),
+    spec(
         "latest",
         2,
         ADMIN_FLAGS,
