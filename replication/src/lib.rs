@@ -48,7 +48,7 @@ pub mod types;
 pub use election::{Elections, TransferError};
 pub use group::{Committed, GroupOptions, Host, Leadership, ShardGroup, WriteError};
 pub use log_store::{Durability, LogDb, RocksLogStore};
-pub use network::{Groups, PeerAuth, PeerNetwork, PeerTls};
+pub use network::{Groups, LinkDirection, LinkInfo, PeerAuth, PeerNetwork, PeerTls};
 pub use openraft::ServerState;
 pub use state_machine::{ApplyHook, KeyspaceStateMachine, PlainApply};
 pub use types::{GroupId, NodeId, NodeStatus, Outputs, PeerNode, TypeConfig, WriteBatch};

@@ -35,6 +35,9 @@
 //!   the membership stored in the log, so an operator (or a test's proxy) can reroute a
 //!   link without touching the log.
 //! - Nothing here interprets Raft: requests go to the group's `Raft` handle as they came.
+//! - Every open connection, either way, is listed by [`PeerNetwork::links`] (dialled) or
+//!   [`Groups::links`] (accepted) from its handshake until it closes, with the bytes
+//!   handed to its writer and not yet written (CLUSTER LINKS).
 
 use std::collections::HashMap;
 use std::io;
@@ -102,6 +105,51 @@ pub struct Proof {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Verdict {
     pub accepted: bool,
+}
+
+/// Which end of a peer connection this node is: CLUSTER LINKS' `to` (dialled by this
+/// node) and `from` (accepted from the peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkDirection {
+    To,
+    From,
+}
+
+/// One open peer connection, as CLUSTER LINKS reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub direction: LinkDirection,
+    pub peer: NodeId,
+    /// Unix milliseconds at which the handshake completed.
+    pub created_ms: u64,
+    /// Bytes of frames handed to the connection's writer and not yet written.
+    pub queued_bytes: u64,
+}
+
+/// A connection's entry in the link lists, shared with its writer task.
+#[derive(Debug)]
+struct LinkStat {
+    direction: LinkDirection,
+    peer: NodeId,
+    created_ms: u64,
+    queued: AtomicU64,
+}
+
+impl LinkStat {
+    fn new(direction: LinkDirection, peer: NodeId) -> Arc<LinkStat> {
+        let created_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Arc::new(LinkStat { direction, peer, created_ms, queued: AtomicU64::new(0) })
+    }
+
+    fn info(&self) -> LinkInfo {
+        LinkInfo {
+            direction: self.direction,
+            peer: self.peer,
+            created_ms: self.created_ms,
+            queued_bytes: self.queued.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Mutual TLS for peer connections (`tls-cluster`): the listener's acceptor, which
@@ -315,6 +363,9 @@ pub struct Groups {
     graph: Arc<RwLock<Option<GraphHandler>>>,
     /// What the listener challenges dialers with.
     auth: PeerAuth,
+    /// Accepted connections past their handshake, by a per-node sequence number.
+    inbound: Arc<Mutex<std::collections::BTreeMap<u64, Arc<LinkStat>>>>,
+    next_inbound: Arc<AtomicU64>,
 }
 
 impl Groups {
@@ -358,6 +409,23 @@ impl Groups {
     fn get(&self, group: GroupId) -> Option<Raft<TypeConfig>> {
         self.inner.read().get(&group).cloned()
     }
+
+    /// The peer connections this node accepted and that are open now, oldest first.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.inbound.lock().values().map(|l| l.info()).collect()
+    }
+}
+
+/// Keeps an accepted connection in [`Groups::links`] while it lives.
+struct InboundEntry {
+    groups: Groups,
+    seq: u64,
+}
+
+impl Drop for InboundEntry {
+    fn drop(&mut self) {
+        self.groups.inbound.lock().remove(&self.seq);
+    }
 }
 
 /// Accepts peer connections on `listener` and serves them until the task is aborted.
@@ -380,7 +448,7 @@ pub async fn serve(listener: TcpListener, me: NodeId, groups: Groups) {
 
 /// The listener's side of the handshake (see the module doc); a dialer that does not
 /// complete it within [`HANDSHAKE_TIMEOUT`] is refused like one that fails it.
-async fn accept_handshake<R, W>(r: &mut R, w: &mut W, me: NodeId, auth: &PeerAuth, remote: &str) -> io::Result<()>
+async fn accept_handshake<R, W>(r: &mut R, w: &mut W, me: NodeId, auth: &PeerAuth, remote: &str) -> io::Result<NodeId>
 where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
@@ -415,7 +483,7 @@ where
             };
             return Err(auth.refused(remote, &format!("node {}: {why}", hello.from)));
         }
-        Ok(())
+        Ok(hello.from)
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
         Ok(r) => r,
@@ -445,11 +513,17 @@ where
 {
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);
-    accept_handshake(&mut r, &mut w, me, &groups.auth, &remote).await?;
+    let peer = accept_handshake(&mut r, &mut w, me, &groups.auth, &remote).await?;
+    let stat = LinkStat::new(LinkDirection::From, peer);
+    let seq = groups.next_inbound.fetch_add(1, Ordering::Relaxed);
+    groups.inbound.lock().insert(seq, stat.clone());
+    let _listed = InboundEntry { groups: groups.clone(), seq };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let writer_stat = stat.clone();
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             write_frame(&mut w, &frame).await?;
+            writer_stat.queued.fetch_sub(frame.len() as u64, Ordering::Relaxed);
             if rx.is_empty() {
                 w.flush().await?;
             }
@@ -466,6 +540,7 @@ where
             Frame::Response { .. } => break Err(io::Error::new(io::ErrorKind::InvalidData, "response on a listener")),
         };
         let tx = tx.clone();
+        let stat = stat.clone();
         let raft = groups.get(group);
         let groups = groups.clone();
         tokio::spawn(async move {
@@ -527,7 +602,11 @@ where
                 }
             };
             if let Ok(frame) = encode(&Frame::Response { id, body }) {
-                let _ = tx.send(frame).await;
+                let len = frame.len() as u64;
+                stat.queued.fetch_add(len, Ordering::Relaxed);
+                if tx.send(frame).await.is_err() {
+                    stat.queued.fetch_sub(len, Ordering::Relaxed);
+                }
             }
         });
     };
@@ -541,6 +620,7 @@ struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>,
     alive: Arc<AtomicBool>,
+    stat: Arc<LinkStat>,
 }
 
 /// The dialing side toward one peer: at most one connection, re-dialled on demand.
@@ -616,17 +696,20 @@ impl PeerLink {
             reader_pending.lock().clear();
         });
         let writer_alive = alive.clone();
+        let stat = LinkStat::new(LinkDirection::To, self.target);
+        let writer_stat = stat.clone();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
-                let ok = write_frame(&mut w, &frame).await.is_ok() && (!rx.is_empty() || w.flush().await.is_ok());
-                if !ok {
+                let written = write_frame(&mut w, &frame).await.is_ok();
+                writer_stat.queued.fetch_sub(frame.len() as u64, Ordering::Relaxed);
+                if !written || (rx.is_empty() && w.flush().await.is_err()) {
                     break;
                 }
             }
             writer_alive.store(false, Ordering::Release);
             let _ = w.shutdown().await;
         });
-        Ok(Conn { tx, pending, alive })
+        Ok(Conn { tx, pending, alive, stat })
     }
 
     /// The dialer's side of the handshake (see the module doc).
@@ -679,7 +762,10 @@ impl PeerLink {
             let (tx, rx) = oneshot::channel();
             conn.pending.lock().insert(id, tx);
             let frame = encode(&Frame::Request { id, group, body }).map_err(CallError::Network)?;
+            let len = frame.len() as u64;
+            conn.stat.queued.fetch_add(len, Ordering::Relaxed);
             if conn.tx.send(frame).await.is_err() {
+                conn.stat.queued.fetch_sub(len, Ordering::Relaxed);
                 conn.pending.lock().remove(&id);
                 return Err(CallError::Unreachable(io::Error::other("peer connection closed")));
             }
@@ -748,6 +834,21 @@ impl PeerNetwork {
                 link
             }
         }
+    }
+
+    /// The peer connections this node dialled and that are open now, by peer id. A link
+    /// being re-dialled this instant is left out.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        let links: Vec<Arc<PeerLink>> = self.links.lock().values().cloned().collect();
+        let mut out: Vec<LinkInfo> = links
+            .iter()
+            .filter_map(|l| {
+                let conn = l.conn.try_lock().ok()?.clone()?;
+                conn.alive.load(Ordering::Acquire).then(|| conn.stat.info())
+            })
+            .collect();
+        out.sort_by_key(|l| l.peer);
+        out
     }
 
     /// Sends this node's status to `target` (addressed by this node's configuration) and
@@ -946,7 +1047,12 @@ mod handshake_tests {
             drop((dr, dw));
             r
         };
-        let listen = accept_handshake(&mut lr, &mut lw, 2, &listener, "test");
+        let listen = async move {
+            // The listener learns the dialer's id from the handshake.
+            let from = accept_handshake(&mut lr, &mut lw, 2, &listener, "test").await?;
+            assert_eq!(from, 1);
+            Ok(())
+        };
         tokio::join!(dial, listen)
     }
 

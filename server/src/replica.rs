@@ -57,6 +57,8 @@ pub struct Replica {
     pub peer_auth: prism_replication::PeerAuth,
     /// The peer network: cross-shard traversal hops and outbox delivery (fleet/fanout.rs).
     pub net: PeerNetwork,
+    /// What the peer listener serves; its accepted links, for CLUSTER LINKS.
+    pub groups: Groups,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -193,6 +195,7 @@ impl Replica {
             stale_reads: config.unsafe_stale_reads,
             peer_auth,
             net: host.net.clone(),
+            groups: host.groups.clone(),
             tasks: Mutex::new(vec![listen]),
         });
         replica.refresh_topology(node, None, 0);

@@ -50,6 +50,32 @@ fn text(frame: &OwnedFrame) -> String {
     }
 }
 
+/// CLUSTER LINKS of a node as (direction, peer id) pairs, each entry checked for Redis
+/// 7's six fields.
+fn links(addr: SocketAddr) -> BTreeSet<(String, String)> {
+    let mut c = conn(addr);
+    let OwnedFrame::Array(entries) = c.call(&["CLUSTER", "LINKS"]).expect("CLUSTER LINKS") else {
+        panic!("CLUSTER LINKS is an array")
+    };
+    let mut out = BTreeSet::new();
+    for e in entries {
+        let OwnedFrame::Array(fields) = e else { panic!("a link is a map: {e:?}") };
+        let pairs: BTreeMap<String, OwnedFrame> = fields.chunks(2).map(|kv| (text(&kv[0]), kv[1].clone())).collect();
+        let keys: Vec<&str> = pairs.keys().map(String::as_str).collect();
+        let want = ["create-time", "direction", "events", "node", "send-buffer-allocated", "send-buffer-used"];
+        assert_eq!(keys, want);
+        let int = |k: &str| match pairs[k] {
+            OwnedFrame::Integer(n) => n,
+            ref other => panic!("{k}: {other:?}"),
+        };
+        assert!(int("create-time") > 1_600_000_000_000, "unix ms");
+        assert!(int("send-buffer-allocated") >= int("send-buffer-used") && int("send-buffer-used") >= 0);
+        assert!(["r", "rw"].contains(&text(&pairs["events"]).as_str()));
+        out.insert((text(&pairs["direction"]), text(&pairs["node"])));
+    }
+    out
+}
+
 /// CLUSTER SLOTS of a node as (first slot, last slot) -> master port.
 fn slot_masters(addr: SocketAddr) -> BTreeMap<(i64, i64), i64> {
     let mut c = conn(addr);
@@ -124,6 +150,21 @@ fn nine_processes_serve_every_slot_with_leaders_as_masters() {
             assert!(masters.contains(fields[3]), "a replica of an unknown master: {l}");
         }
         assert_eq!(fields[7], "connected", "{l}");
+    }
+    // CLUSTER LINKS: a connection to and one from each of the 8 other nodes (the status
+    // every node sends every other opens them), named by their CLUSTER NODES ids.
+    let me = text(&c.call(&["CLUSTER", "MYID"]).expect("MYID"));
+    let others: BTreeSet<String> = lines.iter().map(|l| l[..40].to_string()).filter(|id| *id != me).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want: BTreeSet<(String, String)> =
+        others.iter().flat_map(|id| [("from".to_string(), id.clone()), ("to".to_string(), id.clone())]).collect();
+    loop {
+        let got = links(fleet.client_addrs()[0]);
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "CLUSTER LINKS {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(100));
     }
     let info = text(&c.call(&["CLUSTER", "INFO"]).expect("CLUSTER INFO"));
     assert!(info.contains("cluster_state:ok") && info.contains("cluster_size:3"), "{info}");
@@ -201,6 +242,9 @@ fn cluster_client_writes_everywhere_and_survives_a_leader_kill() {
 
     // SIGKILL shard 1's leader, keep writing through the election.
     let victim = leaders[1];
+    let victim_id = text(&conn(fleet.client_addrs()[victim]).call(&["CLUSTER", "MYID"]).expect("MYID"));
+    let watcher = fleet.client_addrs()[if victim == 0 { 1 } else { 0 }];
+    assert!(links(watcher).iter().any(|(_, id)| *id == victim_id), "linked to the victim before");
     fleet.kill(victim);
     let mut acknowledged = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -227,6 +271,12 @@ fn cluster_client_writes_everywhere_and_survives_a_leader_kill() {
         }
     }
     assert_eq!(acknowledged.len(), 300);
+    // The dead node's links are gone from CLUSTER LINKS (both directions).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while links(watcher).iter().any(|(_, id)| *id == victim_id) {
+        assert!(Instant::now() < deadline, "CLUSTER LINKS still lists {victim_id}: {:?}", links(watcher));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let new_leaders = wait_for_leaders_except(&fleet, victim, Duration::from_secs(30));
     assert_ne!(new_leaders[1], victim);
     // Every node still running names the new leader; a fresh client reads every write.

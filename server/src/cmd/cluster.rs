@@ -77,6 +77,15 @@ const SUBCOMMANDS: &[CommandSpec] = &[
         "O(N) where N is the number of bytes in the key",
         keyslot,
     ),
+    sub(
+        "links",
+        2,
+        STALE,
+        "Returns a list of all TCP links to and from peer nodes.",
+        "7.0.0",
+        "O(N) where N is the total number of Cluster nodes",
+        links,
+    ),
     sub("myid", 2, STALE, "Returns the ID of a node.", "3.0.0", "O(1)", myid),
     sub("myshardid", 2, STALE, "Returns the shard ID of a node.", "7.2.0", "O(1)", myshardid),
     sub(
@@ -307,6 +316,43 @@ fn describe(t: &Topology, index: usize, local: IpAddr, tls: Option<crate::tls::T
         }
     }
     line
+}
+
+/// Bytes a peer connection's writer holds whether or not anything waits: tokio's
+/// `BufWriter` default, which the peer network uses.
+const PEER_WRITE_BUFFER: u64 = 8 * 1024;
+
+/// CLUSTER LINKS, as Redis 7: one entry per open peer connection, `to` for those this node
+/// dialled and `from` for those it accepted (Prism multiplexes every group over one
+/// connection per ordered pair of nodes, so a healthy fleet node of N nodes shows up to
+/// N-1 of each). `events` is `r`, plus `w` while frames wait for the socket;
+/// `send-buffer-used` is those frames' bytes, `send-buffer-allocated` adds the writer's
+/// buffer. A node without peers (standalone) answers an empty list.
+fn links(ctx: &mut Ctx<'_>, _: &[Bytes]) {
+    let all: Vec<prism_replication::LinkInfo> = match ctx.node.replica() {
+        Some(r) => r.net.links().into_iter().chain(r.groups.links()).collect(),
+        None => Vec::new(),
+    };
+    let out = &mut *ctx.out;
+    out.array(all.len());
+    for l in &all {
+        out.map(6);
+        out.bulk(b"direction");
+        out.bulk(match l.direction {
+            prism_replication::LinkDirection::To => b"to",
+            prism_replication::LinkDirection::From => b"from",
+        });
+        out.bulk(b"node");
+        out.bulk(crate::replica::cluster_id(l.peer).as_bytes());
+        out.bulk(b"create-time");
+        out.int(l.created_ms as i64);
+        out.bulk(b"events");
+        out.bulk(if l.queued_bytes > 0 { b"rw" } else { b"r" });
+        out.bulk(b"send-buffer-allocated");
+        out.int((PEER_WRITE_BUFFER + l.queued_bytes) as i64);
+        out.bulk(b"send-buffer-used");
+        out.int(l.queued_bytes as i64);
+    }
 }
 
 fn nodes(ctx: &mut Ctx<'_>, _: &[Bytes]) {
