@@ -44,6 +44,14 @@ use crate::resp::{Proto, ReplyWriter, RequestParser};
 
 /// Output size at which a batch is written before the rest of it runs.
 pub const FLUSH_AT: usize = 64 * 1024;
+/// Read space a connection starts with: most requests are far smaller, and idle
+/// connections (a proxy tier holds thousands) should cost little (docs/benchmarks.md,
+/// "Abuse").
+const READ_FIRST: usize = 1024;
+/// Read space a connection grows to, doubling from [`READ_FIRST`] each time a read
+/// fills what it had (a pipeline, a large value); it stays grown. A read that filled its
+/// space is followed at once by reads of what is already there ([`read_more_now`]), so a
+/// pipeline's first batch is as large as it was with 16 KB from the start.
 const READ_CHUNK: usize = 16 * 1024;
 /// Most bytes of not yet complete requests a client may have the server hold, as Redis's
 /// default `client-query-buffer-limit` (1gb).
@@ -240,7 +248,8 @@ pub async fn serve<S: ClientStream>(
     let mut state = ConnState::new(handle, authenticated);
     state.tls = S::TLS.then(|| crate::tls::TlsPorts::of(&node));
     let mut parser = RequestParser::new(node.limits.proto_max_bulk_len.load(Ordering::Relaxed), authenticated);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::with_capacity(READ_FIRST);
+    let mut chunk = READ_FIRST;
     let mut out = ReplyWriter::new(Proto::Resp2);
     let mut args: Vec<Bytes> = Vec::with_capacity(8);
 
@@ -304,7 +313,7 @@ pub async fn serve<S: ClientStream>(
             break;
         }
         if rbuf.capacity() > 1 << 20 && rbuf.is_empty() {
-            rbuf = BytesMut::with_capacity(READ_CHUNK);
+            rbuf = BytesMut::with_capacity(chunk);
         }
         let max_bulk = node.limits.proto_max_bulk_len.load(Ordering::Relaxed);
         // What is left is part of one request (all complete ones ran above).
@@ -312,7 +321,8 @@ pub async fn serve<S: ClientStream>(
             tracing::warn!(client = state.handle.id, bytes = rbuf.len(), "closing client over the query buffer limit");
             break;
         }
-        rbuf.reserve(READ_CHUNK);
+        rbuf.reserve(chunk);
+        let room = rbuf.capacity() - rbuf.len();
         parser.set_max_bulk(max_bulk);
         let idle = node.limits.timeout_secs.load(Ordering::Relaxed);
         let read = async {
@@ -325,10 +335,13 @@ pub async fn serve<S: ClientStream>(
                 }
             }
         };
-        tokio::select! {
+        let filled = tokio::select! {
             r = read => match r {
                 Ok(0) | Err(_) => break,
-                Ok(n) => { node.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed); }
+                Ok(n) => {
+                    node.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    n == room
+                }
             },
             msg = next_message(&mut state.subscriber) => {
                 if let Some(msg) = msg {
@@ -341,9 +354,13 @@ pub async fn serve<S: ClientStream>(
                         }
                     }
                 }
+                false
             },
             _ = state.handle.killed() => break,
             _ = shutdown.changed() => break,
+        };
+        if filled && chunk < READ_CHUNK {
+            read_more_now(&node, &mut stream, &mut rbuf, &mut chunk);
         }
     }
     cmd::multi::reset(&node, &mut state);
@@ -354,6 +371,31 @@ pub async fn serve<S: ClientStream>(
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     } else {
         let _ = stream.shutdown().await;
+    }
+}
+
+/// After a read that filled its space: grows the read space (doubling, up to
+/// [`READ_CHUNK`]) and takes what the transport already holds, without waiting, while
+/// each read fills its space. EOF or an error is left for the next real read to find.
+fn read_more_now<S: ClientStream>(node: &Node, stream: &mut S, rbuf: &mut BytesMut, chunk: &mut usize) {
+    use std::future::Future as _;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    while *chunk < READ_CHUNK {
+        *chunk *= 2;
+        rbuf.reserve(*chunk);
+        let room = rbuf.capacity() - rbuf.len();
+        // One poll, then the future is dropped: `read_buf` is cancel safe (a poll that
+        // returns Pending has taken nothing), and the next real read registers its waker.
+        let read = std::pin::pin!(stream.read_buf(rbuf));
+        match read.poll(&mut cx) {
+            std::task::Poll::Ready(Ok(n)) if n > 0 => {
+                node.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if n < room {
+                    return;
+                }
+            }
+            _ => return,
+        }
     }
 }
 
@@ -557,7 +599,7 @@ async fn flush<S: ClientStream>(
         }
     }
     if out.buf.is_empty() && out.buf.capacity() > 1 << 20 {
-        out.buf = BytesMut::with_capacity(READ_CHUNK);
+        out.buf = BytesMut::with_capacity(crate::resp::REPLY_FIRST);
     }
     true
 }

@@ -242,9 +242,13 @@ fn main() -> ExitCode {
         "warning" => "warn",
         _ => "off",
     };
+    // Colour only on a terminal: a log file or journald should not hold escape codes (and
+    // `grep request_id=...` should find what it looks for).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.threads > 0 {

@@ -92,7 +92,7 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
                     None => e,
                 };
                 out.error(&e.0);
-                crate::stats::committed_reply(conn, out, mark);
+                crate::stats::committed_reply(node, conn, out, mark);
                 continue;
             }
         };
@@ -111,7 +111,7 @@ pub async fn commit(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter) {
         }
         if has_write {
             // errorstats and prism_errors_total count committed writes' errors too.
-            crate::stats::committed_reply(conn, out, mark);
+            crate::stats::committed_reply(node, conn, out, mark);
         }
     }
 }

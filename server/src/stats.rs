@@ -23,6 +23,11 @@
 //! - The slow log and the latency monitor are only locked when a command crossed their
 //!   thresholds (or by their own commands); their thresholds are atomics mirrored from
 //!   the config by [`CommandStats::configure`].
+//! - Slow commands (those the slow log takes) and server-side failures (error replies of
+//!   the kinds in [`SERVER_FAILURES`], committed writes' included) are logged at `warn`
+//!   with a request id, `<client id>-<command number on that connection>`, the client id
+//!   being CLIENT LIST's: at most [`LOG_LINES_PER_SECOND`] lines a second per node, the
+//!   rest counted and reported with the next line. Arguments are never logged.
 //! - Bounded: at most [`MAX_ERROR_CODES`] error codes are tracked (Redis's limit), the slow
 //!   log holds at most `slowlog-max-len` entries of at most [`SLOWLOG_MAX_ARGC`] arguments
 //!   of at most [`SLOWLOG_MAX_STRING`] bytes each, and each latency event keeps its last
@@ -56,6 +61,45 @@ pub const LATENCY_SAMPLES: usize = 160;
 const CONN_ERROR_CODES: usize = 8;
 /// Distinct latency buckets one pending entry keeps before adding to the node's at once.
 const CONN_BUCKETS: usize = 4;
+/// Error reply kinds that say the node could not do what was asked (rather than that the
+/// request was wrong): these are logged with their request id.
+pub const SERVER_FAILURES: &[&str] =
+    &["TIMEOUT", "TRYAGAIN", "CLUSTERDOWN", "OOM", "BUSY", "LOADING", "MASTERDOWN", "IOERR", "READONLY"];
+/// Slow-command and failure log lines one node writes per second at most.
+pub const LOG_LINES_PER_SECOND: u64 = 20;
+
+/// The per-second budget of slow-command and failure log lines.
+#[derive(Debug, Default)]
+struct LogBudget {
+    /// The second the budget is for, and lines written in it (packed: second << 16 | n).
+    window: AtomicU64,
+    /// Lines left out since the last one written.
+    suppressed: AtomicU64,
+}
+
+impl LogBudget {
+    /// Whether a line may be written at unix second `now_s`; if so, also how many were
+    /// left out before it.
+    fn take(&self, now_s: u64) -> Option<u64> {
+        let mut cur = self.window.load(Ordering::Relaxed);
+        loop {
+            let (second, used) = (cur >> 16, cur & 0xffff);
+            let next = if second == now_s {
+                if used >= LOG_LINES_PER_SECOND {
+                    self.suppressed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                cur + 1
+            } else {
+                (now_s << 16) | 1
+            };
+            match self.window.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(self.suppressed.swap(0, Ordering::Relaxed)),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
 
 /// The dense id and full name (`client|list`) of every table entry, by address.
 struct Ids {
@@ -151,6 +195,7 @@ pub struct CommandStats {
     /// A replicated node's wait for each write batch to commit and apply (`pending.rs`):
     /// what a write's reply waits for beyond its command's own time.
     pub write_commit: Histogram,
+    log_budget: LogBudget,
 }
 
 impl CommandStats {
@@ -164,6 +209,7 @@ impl CommandStats {
             slowlog_max_len: AtomicU64::new(0),
             latency_threshold_ms: AtomicU64::new(0),
             write_commit: Histogram::default(),
+            log_budget: LogBudget::default(),
         };
         s.configure(config);
         s
@@ -458,6 +504,8 @@ impl Pending {
 /// A connection's not yet published figures (see the module doc).
 #[derive(Default)]
 pub struct ConnStats {
+    /// Commands this connection has run: the second half of a request id.
+    requests: u64,
     pending: Vec<Pending>,
     /// Error codes seen, with counts since the last publish; codes stay (at 0) so a
     /// repeated error does not allocate again.
@@ -502,6 +550,30 @@ impl ConnStats {
     }
 }
 
+/// `<client id>-<command number on the connection>`: what a log line names a request by.
+/// For a replicated write's failure, rendered after its commit, the number is the last
+/// command of the batch it went in.
+fn request_id(conn: &ConnState) -> String {
+    format!("{}-{}", conn.handle.id, conn.cmd_stats.requests)
+}
+
+/// Logs an error reply `line` (without the `-`) if it is a server-side failure.
+fn log_failure(node: &Node, conn: &ConnState, command: &[u8], line: &[u8]) {
+    let code = error_code(line);
+    if !SERVER_FAILURES.iter().any(|k| k.as_bytes() == code) {
+        return;
+    }
+    if let Some(suppressed) = node.cmd_stats.log_budget.take(node.now_ms() / 1000) {
+        tracing::warn!(
+            request_id = %request_id(conn),
+            command = %String::from_utf8_lossy(command).to_ascii_lowercase(),
+            error = %String::from_utf8_lossy(&line[..line.len().min(200)]),
+            suppressed,
+            "command failed"
+        );
+    }
+}
+
 /// The code of an error reply's text (without the leading `-`), as Redis takes it.
 fn error_code(text: &[u8]) -> &[u8] {
     let head = &text[..text.len().min(32)];
@@ -530,6 +602,7 @@ pub fn ran(
     if conn.blocked.is_some() {
         return;
     }
+    conn.cmd_stats.requests += 1;
     let failed = out.buf.get(mark) == Some(&b'-');
     let p = conn.cmd_stats.entry(spec);
     p.calls += 1;
@@ -545,12 +618,22 @@ pub fn ran(
         let reply = &out.buf[mark + 1..];
         let line = &reply[..reply.iter().position(|&b| b == b'\r').unwrap_or(reply.len())];
         conn.cmd_stats.error(error_code(line));
+        log_failure(node, conn, &args[0], line);
     }
     let stats = &node.cmd_stats;
     let slower_than = stats.slower_than_us.load(Ordering::Relaxed);
     let threshold_ms = stats.latency_threshold_ms.load(Ordering::Relaxed);
     if slower_than >= 0 && usec >= slower_than as u64 && !spec.has(flag::SKIP_SLOWLOG) {
         stats.slowlog_push(node, conn, args, usec);
+        if let Some(suppressed) = stats.log_budget.take(node.now_ms() / 1000) {
+            tracing::warn!(
+                request_id = %request_id(conn),
+                command = %String::from_utf8_lossy(&args[0]).to_ascii_lowercase(),
+                usec,
+                suppressed,
+                "slow command"
+            );
+        }
     }
     if threshold_ms > 0 && usec / 1000 >= threshold_ms {
         let event = if spec.has(flag::FAST) { "fast-command" } else { "command" };
@@ -561,21 +644,25 @@ pub fn ran(
 /// Records the error code of a reply written at `out.buf[mark..]` if it is an error: a
 /// replicated write's reply, rendered after its commit (its call was recorded by [`ran`]
 /// when it was queued, before its outcome was known).
-pub fn committed_reply(conn: &mut ConnState, out: &ReplyWriter, mark: usize) {
+pub fn committed_reply(node: &Node, conn: &mut ConnState, out: &ReplyWriter, mark: usize) {
     if out.buf.get(mark) == Some(&b'-') {
         let reply = &out.buf[mark + 1..];
         let line = &reply[..reply.iter().position(|&b| b == b'\r').unwrap_or(reply.len())];
         conn.cmd_stats.error(error_code(line));
+        log_failure(node, conn, b"(replicated write)", line);
     }
 }
 
 /// Records a request refused before it ran, with the error it got: a rejected call of
 /// the command (or subcommand) it named, if any, and the error's code.
-pub fn rejected(conn: &mut ConnState, args: &[Bytes], error: &str) {
+pub fn rejected(node: &Node, conn: &mut ConnState, args: &[Bytes], error: &str) {
+    conn.cmd_stats.requests += 1;
     if let Some(spec) = named_command(args) {
         conn.cmd_stats.entry(spec).rejected += 1;
     }
     conn.cmd_stats.error(error_code(error.as_bytes()));
+    let command = args.first().map_or(&b""[..], |a| a.as_ref());
+    log_failure(node, conn, command, error.as_bytes());
 }
 
 /// The table entry a request names: a subcommand when its container has it (whatever

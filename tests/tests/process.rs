@@ -278,6 +278,40 @@ async fn sigterm_closes_clients_and_exits_zero() {
     );
 }
 
+/// Slow commands and server-side failures are logged with a request id
+/// (`<CLIENT ID>-<command number on the connection>`), and nothing of their arguments.
+#[tokio::test]
+async fn slow_and_failed_commands_are_logged_with_a_request_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut prism = Prism::start_on_free_port(&["--data-dir", path_str(&data)]);
+    let mut c = RawClient::connect(prism.addr).await;
+    let id = c.cmd(&["CLIENT", "ID"]).await; // command 1
+    let id: u64 = id.trim().trim_start_matches(':').parse().expect("CLIENT ID");
+    assert_eq!(c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]).await, "+OK\r\n"); // 2
+    assert_eq!(c.cmd(&["SET", "secret-key", "secret-value"]).await, "+OK\r\n"); // 3
+    assert_eq!(c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "10000000"]).await, "+OK\r\n"); // 4
+                                                                                                   // Over maxmemory: SET is refused with OOM, a server-side failure.
+    assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", "1"]).await, "+OK\r\n"); // 5
+    let oom = c.cmd(&["SET", "secret-key", "other-secret"]).await; // 6
+    assert!(oom.starts_with("-OOM "), "{oom}");
+    // A client's own mistake is not a server failure: not logged.
+    assert!(c.cmd(&["LPOP", "secret-key"]).await.starts_with("-WRONGTYPE")); // 7
+    assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", "0"]).await, "+OK\r\n");
+    let status = prism.terminate();
+    assert_eq!(status.code(), Some(0));
+    // The reader thread may still be appending the last lines.
+    std::thread::sleep(Duration::from_millis(100));
+    let log = prism.stderr();
+    let line = |needle: &str| log.lines().find(|l| l.contains(needle)).map(str::to_string);
+    let slow = line(&format!("request_id={id}-3")).unwrap_or_else(|| panic!("no line for request 3: {log}"));
+    assert!(slow.contains("slow command") && slow.contains("command=set") && slow.contains("usec="), "{slow}");
+    let failed = line(&format!("request_id={id}-6")).unwrap_or_else(|| panic!("no line for request 6: {log}"));
+    assert!(failed.contains("command failed") && failed.contains("command=set") && failed.contains("OOM"), "{failed}");
+    assert!(line(&format!("request_id={id}-7")).is_none(), "a client error is not logged: {log}");
+    assert!(!log.contains("secret-value") && !log.contains("other-secret"), "arguments leaked into the log: {log}");
+}
+
 #[tokio::test]
 async fn shutdown_command_stops_the_node_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");

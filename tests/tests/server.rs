@@ -53,9 +53,13 @@ async fn info_sections_in_redis_order() {
     assert_eq!(headers, expected);
     // A blank line separates sections; the last field line ends the reply.
     assert!(payload(&all).contains("\r\n\r\n# Clients\r\n"), "{all}");
-    // As Redis 7.0: `default` is the plain INFO; `all` and `everything` add Commandstats.
+    // As Redis 7.0: `default` is the plain INFO; `all` and `everything` add Commandstats
+    // and Latencystats.
     let mut with_commandstats = expected.to_vec();
     with_commandstats.insert(7, "# Commandstats");
+    // ... Latencystats after Errorstats (Redis 7.0) ...
+    let errorstats = with_commandstats.iter().position(|s| *s == "# Errorstats").expect("errorstats");
+    with_commandstats.insert(errorstats + 1, "# Latencystats");
     // ... and Prism's cold tier section (docs/tiering.md).
     with_commandstats.push("# Tiering");
     for (arg, want) in [

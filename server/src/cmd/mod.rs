@@ -418,7 +418,7 @@ fn refused(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Byt
 /// refused EXEC aborts it (see `multi::rejected`).
 fn reject(node: &Node, conn: &mut ConnState, out: &mut ReplyWriter, args: &[Bytes], e: CmdError) {
     let e = multi::rejected(node, conn, args, e);
-    crate::stats::rejected(conn, args, &e.0);
+    crate::stats::rejected(node, conn, args, &e.0);
     fail(conn, out, e)
 }
 

@@ -9,5 +9,5 @@
 pub mod reply;
 pub mod request;
 
-pub use reply::{Proto, ReplyWriter};
+pub use reply::{Proto, ReplyWriter, REPLY_FIRST};
 pub use request::{ProtocolError, RequestParser};

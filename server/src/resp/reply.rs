@@ -20,9 +20,13 @@ pub struct ReplyWriter {
     pub proto: Proto,
 }
 
+/// Reply space a writer starts with; `BytesMut` doubles it as replies need, and a
+/// connection keeps what it grew to (under 1 MB: `conn.rs`).
+pub const REPLY_FIRST: usize = 1024;
+
 impl ReplyWriter {
     pub fn new(proto: Proto) -> Self {
-        ReplyWriter { buf: BytesMut::with_capacity(16 * 1024), proto }
+        ReplyWriter { buf: BytesMut::with_capacity(REPLY_FIRST), proto }
     }
 
     pub fn is_resp3(&self) -> bool {
