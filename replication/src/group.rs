@@ -82,7 +82,9 @@ impl Default for GroupOptions {
 }
 
 impl GroupOptions {
-    fn raft_config(&self, group: GroupId) -> Result<Config, String> {
+    /// The openraft config of `group` under these options (also what the deterministic
+    /// simulation in sim/ runs).
+    pub fn raft_config(&self, group: GroupId) -> Result<Config, String> {
         let hb = self.heartbeat.as_millis().max(10) as u64;
         let config = Config {
             cluster_name: format!("prism-group-{group}"),

@@ -16,6 +16,8 @@
 //!   group's RPCs tagged with its id.
 //! - [`election`]: elections beyond openraft's timer: the hints that make failover take
 //!   one round, and leadership transfer on demand.
+//! - [`runtime`]: openraft's tokio runtime with a seedable election-timeout generator
+//!   (for the deterministic simulation in sim/).
 //! - [`group`]: a group as a node runs it: bootstrap, the proposer that batches client
 //!   writes into entries, the read fence (read-index) and leadership tracking.
 //!
@@ -40,6 +42,7 @@ pub mod election;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod runtime;
 pub mod snapshot;
 mod snapshot_file;
 pub mod state_machine;

@@ -81,7 +81,7 @@ openraft::declare_raft_types!(
         Node = PeerNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::runtime::PrismRuntime,
 );
 
 /// A log entry of a shard group.
