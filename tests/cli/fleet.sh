@@ -43,7 +43,9 @@ trap cleanup EXIT
 
 # True unless one of the client ports base..base+8, their peer ports (+10000) or their
 # admin ports (+20000) is taken. Only a failed bind says "taken" (exit 3): a python3 that
-# cannot run does not turn every attempt into a skip.
+# cannot run does not turn every attempt into a skip. SO_REUSEADDR as the node sets it: a
+# port whose last connection is in TIME_WAIT is free for a listener (without it, after
+# the test suite's thousands of connections, every attempt looked taken).
 ports_free() {
     local rc=0
     python3 - "$1" "$NODES" <<'EOF' || rc=$?
@@ -53,6 +55,7 @@ held = []
 for off in (0, 10000, 20000):
     for p in range(base + off, base + off + n):
         s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         held.append(s)
         try:
             s.bind(("127.0.0.1", p))
@@ -62,10 +65,16 @@ EOF
     ((rc != 3))
 }
 
+# Every port of the fleet (up to base + 20008) below the kernel's ephemeral range, where
+# outgoing connections take their ports: base in 1100..(first ephemeral - 20000 - 9).
+read -r EPHEMERAL_LO _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPHEMERAL_LO=32768
+BASE_SPAN=$((EPHEMERAL_LO - 20000 - NODES - 1100))
+((BASE_SPAN > 100)) || BASE_SPAN=100
+
 up() {
     local attempt
     for attempt in 1 2 3 4 5; do
-        BASE=$((20000 + RANDOM % (20000 - NODES)))
+        BASE=$((1100 + RANDOM % BASE_SPAN))
         if ! ports_free "$BASE"; then
             echo "cli-fleet: attempt $attempt: a port of $BASE.. is taken"
             continue
