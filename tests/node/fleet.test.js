@@ -57,6 +57,15 @@ function keyslot(key) {
 
 const shardOf = (key) => RANGES.find(([, a, b]) => keyslot(key) >= a && keyslot(key) <= b)[0];
 
+function ephemeralLow() {
+  try {
+    const lo = parseInt(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/)[0], 10);
+    return Number.isFinite(lo) ? lo : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
 function portFree(port) {
   return new Promise((resolve) => {
     const s = net.createServer();
@@ -71,7 +80,10 @@ class Fleet {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), "prism-node-fleet-"));
     const errors = [];
     for (let attempt = 0; attempt < 50 && errors.length < 5; attempt++) {
-      const base = 20000 + Math.floor(Math.random() * (20000 - NODES));
+      // Below the ephemeral range (with the +10000 peer and +20000 admin ports): ports
+      // there are left in TIME_WAIT by earlier tests' connections, and a listener cannot
+      // bind over those.
+      const base = 1100 + Math.floor(Math.random() * (ephemeralLow() - 20000 - NODES - 1100));
       let free = true;
       for (let i = 0; i < NODES && free; i++) {
         free = (await portFree(base + i)) && (await portFree(base + 10000 + i));

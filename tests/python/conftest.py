@@ -114,6 +114,15 @@ FLEET_NODES = FLEET_SHARDS * (FLEET_REPLICAS + 1)
 FLEET_UP_TIMEOUT = 120.0
 
 
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (outgoing connections' ports)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def ports_free(base: int, count: int) -> bool:
     """True if every client port base..base+count-1 and its peer port (+10000) can be
     bound on loopback right now (a later race is caught by `cluster up` failing)."""
@@ -152,7 +161,10 @@ class Fleet:
         for attempt in range(50):
             if tries == 5:
                 break
-            base = rng.randrange(20000, 40000 - FLEET_NODES)
+            # Below the ephemeral range (with the +10000 peer and +20000 admin ports):
+            # ports there are left in TIME_WAIT by the suite's connections, and a listener
+            # cannot bind over those.
+            base = rng.randrange(1100, ephemeral_low() - 20000 - FLEET_NODES)
             if not ports_free(base, FLEET_NODES):
                 if attempt == 49:
                     errors.append(f"no free port range found in 50 tries (last base {base})")
