@@ -1,7 +1,7 @@
 //! The CI-sized simulation: 200 seeds (two tests of 100, so both cores work), each
 //! checked for election safety, log matching, no committed entry lost and the client
-//! oracle; a seed's reproducibility; and, ignored, the negative check that a broken disk
-//! (appends acknowledged before they are synced) is caught.
+//! oracle; a seed's reproducibility; and the negative check that a broken disk (appends
+//! acknowledged before they are synced) is caught.
 //!
 //! `SIM_CI_SEEDS` changes the number of seeds (default 200). A failure prints each failed
 //! seed and the command that re-runs it.
@@ -56,13 +56,12 @@ fn a_seed_replays_the_same_trace_and_another_seed_differs() {
 }
 
 /// The negative check: with appends acknowledged before they are durable, crashes lose
-/// acknowledged writes, and the checks must say so for some seed. Ignored (it is a check
-/// of the checks, and slow): `cargo test -- --ignored`.
+/// acknowledged writes, and the checks must say so for some seed. Seeds 0..12 hold two
+/// that catch it (2 and 10; 8 of 0..60 do: docs/simulation.md), so it stays cheap.
 #[test]
-#[ignore]
 fn a_disk_that_acknowledges_before_syncing_is_caught() {
     let opts = Options { fault: DiskFault::AckBeforeSync };
-    let caught: Vec<u64> = (0..60).filter(|&seed| !run_seed(seed, opts).violations.is_empty()).collect();
+    let caught: Vec<u64> = (0..12).filter(|&seed| !run_seed(seed, opts).violations.is_empty()).collect();
     println!("broken disk caught by seeds {caught:?}");
-    assert!(!caught.is_empty(), "no seed of 0..60 caught a disk that acknowledges before syncing");
+    assert!(!caught.is_empty(), "no seed of 0..12 caught a disk that acknowledges before syncing");
 }
