@@ -137,10 +137,15 @@ async fn transactions_and_blocking_pops_go_through_the_log() {
     assert_eq!(l.cmd(&["RPUSH", "{t}q", "job"]).await, ":1\r\n");
     assert_eq!(blocked.reply().await, "*2\r\n$4\r\n{t}q\r\n$3\r\njob\r\n");
 
-    // Followers hold the transaction's effects.
+    // Followers hold the transaction's effects and the pop. The marker is written after
+    // the pop committed, so a follower that has it has applied the pop too (waiting for
+    // the transaction's key alone raced with the push and the pop being applied).
+    assert_eq!(l.cmd(&["SET", "{t}marker", "after-pop"]).await, "+OK\r\n");
     let mut f = client(&fleet, (leader + 1) % 3).await;
     assert_eq!(f.cmd(&["READONLY"]).await, "+OK\r\n");
-    eventually("transaction replicated", async || f.cmd(&["GET", "{t}a"]).await == bulk("5")).await;
+    eventually("marker replicated", async || f.cmd(&["GET", "{t}marker"]).await == bulk("after-pop")).await;
+    assert_eq!(f.cmd(&["GET", "{t}a"]).await, bulk("5"));
+    assert_eq!(f.cmd(&["LRANGE", "{t}l", "0", "-1"]).await, "*1\r\n$1\r\np\r\n");
     assert_eq!(f.cmd(&["LLEN", "{t}q"]).await, ":0\r\n");
 }
 
