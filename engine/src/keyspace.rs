@@ -462,6 +462,13 @@ impl Keyspace {
             return Some(self.move_out(held, *slot, keys, w.now_ms));
         }
         if let Op::Shard(op) = &w.op {
+            // A cold slot's keys are in an object, not its table: it may start moving
+            // only once loaded (keys move as keys), or they would be left behind.
+            if let ShardOp::Migrate { slots, .. } = op {
+                if let Some(&slot) = slots.iter().find(|&&s| self.tier.is_cold(s)) {
+                    return Some(Output::Err(crate::OpError::Cold(slot)));
+                }
+            }
             return Some(match self.meta.apply(op) {
                 ShardOpResult::Done => Output::Ok,
                 ShardOpResult::Refused(slot) => Output::Err(crate::OpError::SlotNotServed(slot)),

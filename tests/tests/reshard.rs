@@ -266,3 +266,61 @@ fn a_move_survives_the_source_leader_being_killed() {
         );
     }
 }
+
+/// A slot whose keys were spilled to the cold tier moves with every key: the source
+/// counts its cold keys (COUNTKEYSINSLOT), loads the slot when it starts migrating, and
+/// the target serves every key afterwards. (A cold slot's table is empty: before this
+/// was handled, the move saw no keys, handed the slot over, and its keys were lost.)
+#[test]
+fn a_cold_slot_moves_with_every_key() {
+    use prism_tests::cold_model::{call as retrying, info_field, value};
+    let shared = tempfile::tempdir().expect("tempdir");
+    let store = shared.path().join("cold");
+    let args = ["--maxmemory", "4mb", "--cold-store", &store.display().to_string()].map(String::from).to_vec();
+    let opts = FleetOptions { nodes: 2, shards: 2, extra_args: args, ..FleetOptions::default() };
+    let fleet = Fleet::start(&opts).expect("start a 2-shard fleet");
+    let addrs = fleet.client_addrs();
+    let deadline = Instant::now() + BOUND;
+    while (0..2).any(|i| fleet.raft_info(i).is_none_or(|r| r.role != "leader")) {
+        assert!(Instant::now() < deadline, "no leader in every shard");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (first, last) = shard_slots(0, SHARDS);
+    let tag = (0..10_000).map(|i| format!("{{cold{i}}}")).find(|t| (first..=last).contains(&key_slot(t))).unwrap();
+    let slot = key_slot(&tag);
+    let mut c = RespConn::connect(addrs[0], Duration::from_secs(5)).expect("connect");
+    // The slot's keys are written first and never touched again: the least recently
+    // used slot, so the first the spiller takes once shard 1 passes its maxmemory.
+    let keys: Vec<String> = (0..40).map(|i| format!("{tag}:{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(retrying(&mut c, &["SET", k, &value(i, 16_000)]), OwnedFrame::SimpleString(b"OK".to_vec()));
+    }
+    let filler = (0..20_000).map(|i| format!("f{i}")).filter(|k| (first..=last).contains(&key_slot(k)));
+    for (i, k) in filler.take(3_000).enumerate() {
+        retrying(&mut c, &["SET", &k, &value(i, 4_000)]);
+    }
+    let deadline = Instant::now() + BOUND;
+    while info_field(&mut c, "tiering", "cold_partitions") == 0 {
+        assert!(Instant::now() < deadline, "shard 1 never spilled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The slot was spilled (its object exists) and nothing touched it since.
+    let spilled = store.join(format!("slot-{slot:05}"));
+    let deadline = Instant::now() + BOUND;
+    while !spilled.exists() {
+        assert!(Instant::now() < deadline, "slot {slot} was never spilled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let count = |i: usize| call(addrs[i], &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]);
+    assert_eq!(count(0), OwnedFrame::Integer(40), "cold keys are keys of the slot");
+
+    reshard(&fleet, &slot.to_string(), 2);
+    assert_eq!(count(0), OwnedFrame::Integer(0), "the source kept keys of the moved slot");
+    assert_eq!(count(1), OwnedFrame::Integer(40), "the target does not hold every key");
+    let mut t = RespConn::connect(addrs[1], Duration::from_secs(5)).expect("connect");
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(t.call(&["GET", k]).expect("GET"), OwnedFrame::BulkString(value(i, 16_000).into_bytes()), "{k}");
+    }
+    let listed = call(addrs[1], &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"]);
+    assert!(matches!(&listed, OwnedFrame::Array(a) if a.len() == 40), "{listed:?}");
+}

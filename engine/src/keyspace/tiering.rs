@@ -9,6 +9,10 @@
 //! - `Loaded` validates every row (slot and payload) before the first is restored: a bad
 //!   row refuses the whole op and changes nothing.
 //! - A snapshot in progress is given the slot before it changes (as every write does).
+//! - Only an owned slot that is not migrating or importing spills, and a cold slot may
+//!   not start migrating (`Keyspace::run` refuses `ShardOp::Migrate` with
+//!   `OpError::Cold`): a slot's keys leave it through its table, so a moving slot stays
+//!   hot until the move ends.
 
 use std::sync::atomic::Ordering;
 
@@ -29,7 +33,10 @@ impl Keyspace {
                 let mut table = self.slots[s].write();
                 let current = self.versions[s].load(Ordering::Relaxed);
                 // The count check is defence in depth: an equal version means an equal table.
-                if self.tier.is_cold(*slot) || current != *slot_version || table.len() as u64 != *rows {
+                // Only a slot this shard owns and is not moving spills: a migration moves
+                // keys out of the table, which a cold slot does not hold.
+                let owned = self.meta.serving(*slot) == crate::shard_meta::Serving::Owned;
+                if !owned || self.tier.is_cold(*slot) || current != *slot_version || table.len() as u64 != *rows {
                     return Output::Int(0);
                 }
                 if let Some(snap) = self.snapshotting.current() {

@@ -392,14 +392,20 @@ fn slot_arg(arg: &[u8], range_error: &'static str) -> Result<Slot, CmdError> {
     u64::try_from(n).ok().and_then(Slot::new).ok_or(CmdError::msg(range_error))
 }
 
+/// The keys this node holds for `slot`: in memory, in a cold object, and taken out of a
+/// migrating slot but not yet confirmed by the target.
+pub fn keys_held(node: &crate::node::Node, slot: Slot) -> u64 {
+    let ks = &node.keyspace;
+    let cold = ks.tier.entry(slot.get()).map_or(0, |e| e.rows);
+    ks.slot(slot).len() as u64 + ks.meta.outgoing(slot.get()).len() as u64 + cold
+}
+
 fn countkeysinslot(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     match slot_arg(&args[2], "ERR Invalid slot") {
         // Like Redis's dictSize, this counts expired keys not yet removed; and the keys of
-        // a migrating slot on their way out, which this node still holds (cmd/reshard.rs).
-        Ok(slot) => {
-            let n = ctx.node.keyspace.slot(slot).len() + ctx.node.keyspace.meta.outgoing(slot.get()).len();
-            ctx.out.int(n as i64)
-        }
+        // a migrating slot on their way out, which this node still holds (cmd/reshard.rs),
+        // and a cold slot's rows (docs/tiering.md).
+        Ok(slot) => ctx.out.int(keys_held(ctx.node, slot) as i64),
         Err(e) => ctx.out.error(&e.0),
     }
 }

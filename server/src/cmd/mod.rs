@@ -255,7 +255,7 @@ fn execute_checked(
     // The cold tier (tier.rs): a key in a cold slot is loaded first. `tier_mark` tells
     // below whether a slot changed tier while this request read.
     let tier_mark = node.keyspace.tier.transitions();
-    if let Some(slot) = cold_key(node, spec, args) {
+    if let Some(slot) = cold_key(node, spec, args).or_else(|| cold_slot_arg(node, full_name, args)) {
         return Some(Exec::Load(slot));
     }
     if let Some(r) = node.replica() {
@@ -373,6 +373,26 @@ fn cold_key(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
         }
     }
     cold
+}
+
+/// A cold slot named by a slot argument that needs the slot's keys in memory (docs/tiering.md):
+/// `CLUSTER GETKEYSINSLOT <slot>` lists them, and `CLUSTER SETSLOT <slots> MIGRATING`
+/// starts moving them, which they do through the slot's table (the engine refuses to
+/// migrate a cold slot, keyspace.rs).
+fn cold_slot_arg(node: &Node, full_name: &str, args: &[Bytes]) -> Option<u16> {
+    let slots = match full_name {
+        "cluster|getkeysinslot" => vec![std::str::from_utf8(&args[2]).ok()?.parse::<u16>().ok()?],
+        "cluster|setslot" if args.get(3).is_some_and(|a| a.eq_ignore_ascii_case(b"migrating")) => {
+            reshard::slot_range(&args[2]).ok()?
+        }
+        _ => return None,
+    };
+    // A member that does not lead answers as it would for a hot slot (a redirect, or
+    // its own view), without trying a load only the leader can do.
+    if node.replica().is_some_and(|r| !r.is_leader()) {
+        return None;
+    }
+    slots.into_iter().find(|&s| node.keyspace.tier.is_cold(s))
 }
 
 /// A write to a migrating slot, guarded on the slot's version when its keys were seen

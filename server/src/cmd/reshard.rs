@@ -296,9 +296,9 @@ fn setslot_op(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Option<Op>, CmdError>
         // Giving the slot away: only when none of its keys is left here.
         let mut give = Vec::new();
         for &s in &slots {
-            let held = Slot::new(u64::from(s)).map_or(0, |slot| ctx.node.keyspace.slot(slot).len());
+            let held = Slot::new(u64::from(s)).map_or(0, |slot| super::cluster::keys_held(ctx.node, slot));
             match meta.serving(s) {
-                Serving::Owned | Serving::Migrating(_) if held > 0 || !meta.outgoing(s).is_empty() => {
+                Serving::Owned | Serving::Migrating(_) if held > 0 => {
                     return Err(CmdError::msg(format!(
                         "ERR Can't assign hashslot {s} to a different node while I still hold keys for this hash slot."
                     )))
@@ -320,7 +320,7 @@ fn setslot_op(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Option<Op>, CmdError>
 }
 
 /// A slot or an inclusive range `first-last`.
-fn slot_range(arg: &[u8]) -> Result<Vec<u16>, CmdError> {
+pub(super) fn slot_range(arg: &[u8]) -> Result<Vec<u16>, CmdError> {
     let bad = || CmdError::msg("ERR Invalid or out of range slot");
     let one = |a: &[u8]| -> Result<u16, CmdError> {
         let n = arg_i64(a).map_err(|_| bad())?;
