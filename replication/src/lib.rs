@@ -53,7 +53,7 @@ pub use group::{Committed, GroupOptions, Host, Leadership, ShardGroup, WriteErro
 pub use log_store::{Durability, LogDb, RocksLogStore};
 pub use network::{Groups, LinkDirection, LinkInfo, PeerAuth, PeerNetwork, PeerTls};
 pub use openraft::ServerState;
-pub use state_machine::{ApplyHook, KeyspaceStateMachine, PlainApply};
+pub use state_machine::{ApplyHook, KeyspaceStateMachine, PlainApply, SnapshotView};
 pub use types::{GroupId, NodeId, NodeStatus, Outputs, PeerNode, TypeConfig, WriteBatch};
 
 #[cfg(test)]

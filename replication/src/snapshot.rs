@@ -175,6 +175,30 @@ pub fn decode(bytes: &Bytes) -> Result<Keyspace, SnapshotError> {
     Ok(keyspace)
 }
 
+/// The cold manifest of a snapshot, read from its header without decoding the records
+/// (the cold-object GC's view of what a snapshot references). The snapshot's checksum
+/// is checked as [`decode`] does: a corrupt snapshot is an error, never a partial list.
+pub fn cold_manifest(bytes: &Bytes) -> Result<ManifestImage, SnapshotError> {
+    let body_len = bytes.len().checked_sub(12).ok_or(SnapshotError::Truncated(bytes.len()))?;
+    let crc = u32::from_be_bytes(bytes[body_len + 8..].try_into().map_err(|_| SnapshotError::Truncated(bytes.len()))?);
+    if CRC.checksum(&bytes[..body_len + 8]) != crc {
+        return Err(SnapshotError::Checksum);
+    }
+    let mut r = Reader { buf: bytes.slice(..body_len), pos: 0 };
+    if r.take(8)? != MAGIC[..] {
+        return Err(SnapshotError::BadMagic);
+    }
+    match r.u32()? {
+        VERSION => {
+            r.versions()?;
+            r.block::<ShardMetaImage>()?;
+            r.block::<ManifestImage>()
+        }
+        VERSION_1 | VERSION_2 | VERSION_3 => Ok(ManifestImage::default()),
+        version => Err(SnapshotError::Version(version)),
+    }
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     // u64: a large collection's payload may pass 4 GiB.
     out.extend_from_slice(&(b.len() as u64).to_be_bytes());

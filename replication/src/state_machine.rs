@@ -169,6 +169,45 @@ impl KeyspaceStateMachine {
     pub fn applied(&self) -> Option<LogId> {
         self.applied
     }
+
+    /// A handle on this state machine's current snapshot, for the node to read after the
+    /// state machine moved into its group.
+    pub fn snapshot_view(&self) -> SnapshotView {
+        SnapshotView { store: self.snapshots.clone(), cached: Default::default() }
+    }
+}
+
+/// What the node may read of the current snapshot (the last one built or installed).
+#[derive(Clone)]
+pub struct SnapshotView {
+    store: Arc<SnapshotStore>,
+    /// The last answer, by snapshot id: a snapshot is immutable, and reading its header
+    /// checks the whole snapshot's checksum.
+    cached: Arc<Mutex<Option<ColdObjectsOf>>>,
+}
+
+/// A snapshot's id and the cold objects it names.
+type ColdObjectsOf = (String, Vec<String>);
+
+impl SnapshotView {
+    /// The cold objects the current snapshot's manifest names (none without a snapshot):
+    /// a member restarting from it, or a lagging one installing it, starts from that
+    /// manifest, so the cold-object GC keeps them. Reads the snapshot's header only.
+    pub fn cold_objects(&self) -> Result<Vec<String>, String> {
+        let Some((id, data)) = self.store.current.lock().as_ref().map(|s| (s.meta.snapshot_id.clone(), s.data.clone()))
+        else {
+            return Ok(Vec::new());
+        };
+        if let Some((cached_id, objects)) = &*self.cached.lock() {
+            if *cached_id == id {
+                return Ok(objects.clone());
+            }
+        }
+        let image = snapshot::cold_manifest(&data).map_err(|e| format!("snapshot {id}: {e}"))?;
+        let objects: Vec<String> = image.cold.into_iter().map(|(_, e)| e.object).collect();
+        *self.cached.lock() = Some((id, objects.clone()));
+        Ok(objects)
+    }
 }
 
 /// Builds one snapshot from the copy-on-write copy started when it was created.

@@ -386,6 +386,7 @@ fn snapshot_carries_cold_slots() {
         let out = leader.apply([normal(2, vec![Op::Tier(spilled)])]).await.expect("apply");
         assert_eq!(out, vec![vec![Output::Int(1)]]);
         let snap = leader.get_snapshot_builder().await.build_snapshot().await.expect("build");
+        let raw = snap.snapshot.get_ref().clone();
 
         let follower_dir = tempfile::tempdir().expect("temp dir");
         let mut follower = new_sm(&follower_dir);
@@ -397,5 +398,15 @@ fn snapshot_carries_cold_slots() {
         assert_eq!(handle.tier.entry(slot.get()).map(|e| e.object), Some("slot-x/o.1.00000000.arrow".into()));
         assert_eq!(handle.tier.totals().1, 2);
         assert_eq!(contents(&handle).len(), 1, "only the hot key is in memory");
+        // The cold-object GC reads what the current snapshot references, on both.
+        let named = vec!["slot-x/o.1.00000000.arrow".to_string()];
+        assert_eq!(leader.snapshot_view().cold_objects(), Ok(named.clone()));
+        assert_eq!(follower.snapshot_view().cold_objects(), Ok(named));
+        assert_eq!(new_sm(&tempfile::tempdir().expect("dir")).snapshot_view().cold_objects(), Ok(vec![]));
+        // A corrupt snapshot is an error, never a partial list.
+        let mut bytes = raw;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        assert!(crate::snapshot::cold_manifest(&bytes::Bytes::from(bytes)).is_err());
     });
 }

@@ -114,6 +114,9 @@ pub struct Config {
     pub tier_high_watermark: u64,
     /// ... and stops below this one (`tier-low-watermark`).
     pub tier_low_watermark: u64,
+    /// Seconds a cold object must be seen unreferenced before the GC deletes it
+    /// (`cold-gc-retention`; cold_gc.rs).
+    pub cold_gc_retention: u64,
     /// TEST ONLY: a node that believes it leads answers reads from local state without
     /// confirming leadership (read-index). Breaks linearizability on purpose, so the
     /// fault tests can show that their checker catches stale reads.
@@ -280,6 +283,7 @@ impl Default for Config {
             cold_store_credentials: None,
             tier_high_watermark: 90,
             tier_low_watermark: 75,
+            cold_gc_retention: 3600,
             unsafe_stale_reads: false,
             appendfsync_everysec: false,
             raft_snapshot_entries: 100_000,
@@ -324,6 +328,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("cold-store-credentials", false),
     ("tier-high-watermark", true),
     ("tier-low-watermark", true),
+    ("cold-gc-retention", true),
     ("unsafe-stale-reads", false),
     ("appendfsync", false),
     ("raft-snapshot-entries", false),
@@ -452,6 +457,12 @@ impl Config {
                     self.tier_low_watermark = v;
                 }
             }
+            "cold-gc-retention" => {
+                self.cold_gc_retention = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
+                if !(1..=10 * 365 * 86_400).contains(&self.cold_gc_retention) {
+                    return Err(bad(k, "seconds, between 1 and 315360000"));
+                }
+            }
             "raft-heartbeat-ms" => {
                 self.raft_heartbeat_ms = value.parse().map_err(|_| bad(k, format!("'{value}' is not a number")))?;
                 if !(10..=10_000).contains(&self.raft_heartbeat_ms) {
@@ -544,6 +555,7 @@ impl Config {
             }
             "tier-high-watermark" => self.tier_high_watermark.to_string(),
             "tier-low-watermark" => self.tier_low_watermark.to_string(),
+            "cold-gc-retention" => self.cold_gc_retention.to_string(),
             "unsafe-stale-reads" => if self.unsafe_stale_reads { "yes" } else { "no" }.to_string(),
             "appendfsync" => if self.appendfsync_everysec { "everysec" } else { "always" }.to_string(),
             "raft-snapshot-entries" => self.raft_snapshot_entries.to_string(),

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod client;
 pub mod clients;
 pub mod cmd;
+pub mod cold_gc;
 pub mod config;
 pub mod conn;
 pub mod fleet;

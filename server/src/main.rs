@@ -76,6 +76,9 @@ struct ServeArgs {
     /// TOML file of S3 options (keys, endpoint, region) for cold-store.
     #[arg(long)]
     cold_store_credentials: Option<String>,
+    /// Seconds a cold object stays unreferenced before the GC deletes it (default 3600).
+    #[arg(long)]
+    cold_gc_retention: Option<String>,
     /// File holding the password clients must AUTH with.
     #[arg(long)]
     requirepass_file: Option<String>,
@@ -179,6 +182,7 @@ impl ServeArgs {
             ("maxmemory", self.maxmemory),
             ("cold-store", self.cold_store),
             ("cold-store-credentials", self.cold_store_credentials),
+            ("cold-gc-retention", self.cold_gc_retention),
             ("requirepass-file", self.requirepass_file),
             ("proto-max-bulk-len", self.proto_max_bulk_len),
             ("client-output-buffer-limit", self.client_output_buffer_limit),

@@ -88,6 +88,8 @@ pub struct Node {
     pub execs: Arc<crate::cmd::multi::replicated::ExecRegistry>,
     /// The cold tier: store, spiller state, load locks, counters (`tier.rs`).
     pub tiering: crate::tier::Tiering,
+    /// The cold-object GC: candidates, pins, counters (`cold_gc.rs`).
+    pub cold_gc: Arc<crate::cold_gc::ColdGc>,
 }
 
 impl Node {
@@ -120,6 +122,7 @@ impl Node {
             shutdown_requested: tokio::sync::Notify::new(),
             execs: Arc::default(),
             tiering: Default::default(),
+            cold_gc: Default::default(),
         }
     }
 

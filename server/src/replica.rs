@@ -59,6 +59,8 @@ pub struct Replica {
     pub net: PeerNetwork,
     /// What the peer listener serves; its accepted links, for CLUSTER LINKS.
     pub groups: Groups,
+    /// The group's current snapshot: the cold objects it names (cold_gc.rs).
+    pub snapshot: prism_replication::SnapshotView,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -155,6 +157,7 @@ impl Replica {
         let sm = KeyspaceStateMachine::open(&raft_dir.join(format!("snapshot-{group_id}")), node.keyspace.clone())
             .map_err(|e| e.to_string())?
             .with_hook(Arc::new(NodeApply(Arc::downgrade(node))));
+        let snapshot = sm.snapshot_view();
         let peer_bind = SocketAddr::new(config.bind, mine.peer_port);
         let listener = tokio::net::TcpListener::bind(peer_bind)
             .await
@@ -196,6 +199,7 @@ impl Replica {
             peer_auth,
             net: host.net.clone(),
             groups: host.groups.clone(),
+            snapshot,
             tasks: Mutex::new(vec![listen]),
         });
         replica.refresh_topology(node, None, 0);

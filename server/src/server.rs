@@ -157,6 +157,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<ServerHandle
         crate::admin::spawn(node.clone(), listener, stop_rx.clone(), done_tx.clone());
     }
     tokio::spawn(crate::tier::spiller(node.clone(), stop_rx.clone(), done_tx.clone()));
+    tokio::spawn(crate::cold_gc::collector(node.clone(), stop_rx.clone(), done_tx.clone()));
     tokio::spawn(active_expiry(node.clone(), stop_rx, done_tx));
     tracing::info!(%addr, tls = ?tls_addr, admin = ?admin_addr, "prism node ready");
     Ok(ServerHandle { addr, tls_addr, admin_addr, node, stop, done })

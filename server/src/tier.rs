@@ -124,15 +124,22 @@ pub fn info(node: &Node, out: &mut String) {
     use std::fmt::Write as _;
     let (parts, rows, bytes) = node.keyspace.tier.totals();
     let t = &node.tiering;
+    let gc = &node.cold_gc;
     let _ = write!(
         out,
         "# Tiering\r\ncold_store:{}\r\ncold_partitions:{parts}\r\ncold_rows:{rows}\r\ncold_bytes:{bytes}\r\n\
-         spills:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n",
+         spills:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n\
+         gc_sweeps:{}\r\ngc_candidates:{}\r\ngc_deleted_objects:{}\r\ngc_deleted_bytes:{}\r\ngc_failures:{}\r\n",
         t.store().map_or("", |s| s.url()),
         t.spills.load(Ordering::Relaxed),
         t.loads.load(Ordering::Relaxed),
         t.load_failures.load(Ordering::Relaxed),
         t.checksum_failures.load(Ordering::Relaxed),
+        gc.sweeps.load(Ordering::Relaxed),
+        gc.candidates(),
+        gc.deleted_objects.load(Ordering::Relaxed),
+        gc.deleted_bytes.load(Ordering::Relaxed),
+        gc.failures.load(Ordering::Relaxed),
     );
 }
 
@@ -265,6 +272,8 @@ async fn spill(node: &Arc<Node>, slot: u16) -> Result<(), String> {
     }
     let store = node.tiering.store().ok_or("no cold store")?;
     let stem = format!("slot-{slot:05}/v{before}-{}", &crate::node::random_hex_id()[..12]);
+    // Until the proposal's verdict, the cold-object GC leaves the object alone.
+    let _pin = node.cold_gc.pin(vec![stem.clone()]);
     let stored = store.put(&stem, obj.bytes).await.map_err(|e| e.to_string())?;
     let op = Op::Tier(TierOp::Spilled {
         slot,

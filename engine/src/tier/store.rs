@@ -261,6 +261,20 @@ impl ColdStore {
         Ok(out)
     }
 
+    /// Every key under `prefix` ("" for all), Prism objects or not (backup manifests are
+    /// JSON), with the size of each, in key order. For garbage collection.
+    pub async fn list_names(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let p = match prefix.trim_end_matches('/') {
+            "" => None,
+            p => Some(path_of(p)?),
+        };
+        let metas: Vec<_> =
+            self.inner.list(p.as_ref()).try_collect().await.map_err(|e| self.error("list", prefix, e))?;
+        let mut out: Vec<(String, u64)> = metas.into_iter().map(|m| (m.location.to_string(), m.size)).collect();
+        out.sort();
+        Ok(out)
+    }
+
     fn error(&self, op: &'static str, key: &str, e: object_store::Error) -> StoreError {
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_string()),

@@ -164,6 +164,34 @@ impl Snapshot {
                 None,
                 get(&t.checksum_failures),
             ),
+            (
+                "tier_gc_deleted_objects",
+                "Unreferenced cold objects the GC deleted (cold-gc-retention).",
+                Counter,
+                None,
+                get(&node.cold_gc.deleted_objects),
+            ),
+            (
+                "tier_gc_deleted",
+                "Bytes of unreferenced cold objects the GC deleted.",
+                Counter,
+                Some(Unit::Bytes),
+                get(&node.cold_gc.deleted_bytes),
+            ),
+            (
+                "tier_gc_candidates",
+                "Unreferenced cold objects waiting out the retention before deletion.",
+                Gauge,
+                None,
+                node.cold_gc.candidates() as f64,
+            ),
+            (
+                "tier_gc_failures",
+                "GC sweeps that deleted nothing because a reference could not be read.",
+                Counter,
+                None,
+                get(&node.cold_gc.failures),
+            ),
         ]);
         if let Some(rss) = rss_bytes() {
             figures.push(("memory_rss", "Resident set size of the process.", Gauge, Some(Unit::Bytes), rss as f64));

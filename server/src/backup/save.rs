@@ -76,6 +76,7 @@ struct Plan {
     cold: Option<ColdStore>,
     group: u32,
     node: String,
+    gc: Arc<crate::cold_gc::ColdGc>,
 }
 
 fn plan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Plan, CmdError> {
@@ -110,6 +111,7 @@ fn plan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<Plan, CmdError> {
         cold: node.tiering.store().cloned(),
         group: node.replica().map_or(0, |r| r.group_id),
         node: node.topology.load().myself().id.clone(),
+        gc: node.cold_gc.clone(),
     })
 }
 
@@ -128,6 +130,9 @@ impl Plan {
         })
         .await
         .map_err(|e| e.to_string())?;
+        // The objects the snapshot names stay until the part file below names them
+        // (cold_gc.rs); pinned right after the image, while they were still referenced.
+        let _pin = self.gc.pin(cold.iter().map(|(_, e)| e.object.clone()).collect());
         // Cold partitions: read (verified), digested and copied a few at a time.
         let results: Vec<Result<(ColdPart, Digests), String>> = futures::stream::iter(cold)
             .map(|(slot, entry)| self.cold_part(&target, slot, entry.object))
@@ -152,6 +157,7 @@ impl Plan {
             }
         }
         .map_err(|e| e.to_string())?;
+        let node12 = self.node[..self.node.len().min(12)].to_string();
         let part = ShardBackup {
             group: self.group,
             node: self.node,
@@ -161,7 +167,15 @@ impl Plan {
             slots: digests.to_list(),
             key_id: self.key.as_ref().map(|k| k.id().to_string()),
         };
-        serde_json::to_string(&part).map_err(|e| e.to_string())
+        let json = serde_json::to_string(&part).map_err(|e| e.to_string())?;
+        // Objects reused in place are referenced from the store itself until the CLI
+        // writes `backup.json` (and after, while the backup exists): the cold-object GC
+        // reads both (cold_gc.rs).
+        if part.cold.iter().any(|c| c.shared) {
+            let key = format!("{}/part-{}-{node12}.json", self.name, self.group);
+            target.put_raw(&key, Bytes::from(json.clone())).await.map_err(|e| e.to_string())?;
+        }
+        Ok(json)
     }
 
     /// One cold slot's object: read and verified, its rows digested, copied to `target`
