@@ -244,7 +244,7 @@ fn copy_keeps_ttl_and_a_vertex_copy_has_no_edges() {
 #[test]
 fn crc64_matches_the_reference() {
     const REFERENCE: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
-    let seed = 0x5eed_c64;
+    let seed = 0x05ee_dc64;
     println!("seed {seed:#x}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut buf = vec![0u8; 1 << 20];

@@ -205,7 +205,9 @@ fn a_bad_payload_inside_a_well_checksummed_object_is_refused() {
     let good = crate::dump::encode(&Value::Str(b"xyz".to_vec().into()));
     let mut flipped = good.clone();
     flipped[7] ^= 1;
-    let cases: Vec<(Vec<u8>, &str, usize, Option<&[u8]>, &str)> = vec![
+    // (payload, type column, len column, string_value, what is wrong)
+    type Case<'a> = (Vec<u8>, &'a str, usize, Option<&'a [u8]>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (flipped, "string", 3, Some(&b"xyz"[..]), "checksum"),
         (good.clone(), "hash", 3, None, "type column"),
         (good.clone(), "string", 4, Some(&b"xyz"[..]), "len"),
