@@ -220,6 +220,24 @@ impl SlotTable {
         self.modify(key, now_ms, |cur| *cur = Some(entry));
     }
 
+    /// Inserts the rows of a loaded partition into this (empty, cold) table: room for
+    /// all of them is made at once and each key is hashed once. A key already present
+    /// (none is: the rows were checked for duplicates and the table of a cold slot is
+    /// empty) is replaced with exact counts, as [`SlotTable::put`] would.
+    pub(crate) fn put_loaded(&mut self, rows: impl ExactSizeIterator<Item = (CompactBytes, Entry)>) {
+        self.map.reserve_exact(rows.len());
+        for (key, entry) in rows {
+            let key_len = key.len();
+            self.account_added(key_len, &entry);
+            if let (_, Some(old)) = self.map.insert_full(key, entry) {
+                self.mem -= old.mem(key_len);
+                if old.expire_at != 0 {
+                    self.volatile -= 1;
+                }
+            }
+        }
+    }
+
     fn clear(&mut self) {
         *self = SlotTable { expired_removed: self.expired_removed, accounted: self.accounted, ..SlotTable::default() };
     }

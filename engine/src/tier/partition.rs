@@ -8,7 +8,8 @@
 //!   until a purge write removes them. In-memory data is not dropped here (that needs the
 //!   replicated manifest, next).
 //! - [`load_into`] restores all rows or none: the object is decoded and every row
-//!   validated ([`format::decode`]) before the first restore is applied. Rows go through
+//!   validated ([`format::decode`], then a full DUMP decode of each) before the first
+//!   restore is applied. Rows go through
 //!   `Op::Restore` at time 0 (as a snapshot install does), so the engine's own validation
 //!   and memory accounting apply and a deadline in the past is kept, not judged.
 
@@ -87,6 +88,14 @@ pub enum LoadError {
 pub fn load_into(target: &impl RestoreTarget, bytes: Bytes) -> Result<(Slot, u64), LoadError> {
     let partition = format::decode(bytes)?;
     let rows = partition.rows.len() as u64;
+    // `format::decode` does not build collections (its header); restores are one per
+    // row, so every body is decoded here first, or a bad row would leave the ones before
+    // it restored. (Decoded twice: this path serves tests and tools; a node loads through
+    // `TierOp::Loaded`, which decodes once.)
+    for (index, row) in partition.rows.iter().enumerate() {
+        crate::dump::decode(&row.payload)
+            .map_err(|e| FormatError::Row { index: index as u64, reason: format!("value: {e}") })?;
+    }
     for row in partition.rows {
         let key = row.key.clone();
         target
