@@ -250,15 +250,8 @@ impl ColdStore {
     /// key order. Other files are skipped. Not for the hot path: the manifest is the truth
     /// of what exists; listing serves verification and garbage collection.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectRef>, StoreError> {
-        let p = match prefix.trim_end_matches('/') {
-            "" => None,
-            p => Some(path_of(p)?),
-        };
-        let metas: Vec<_> =
-            self.inner.list(p.as_ref()).try_collect().await.map_err(|e| self.error("list", prefix, e))?;
-        let mut out: Vec<ObjectRef> = metas.iter().filter_map(|m| ObjectRef::parse(m.location.as_ref())).collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        let names = self.list_names(prefix).await?;
+        Ok(names.iter().filter_map(|(key, _)| ObjectRef::parse(key)).collect())
     }
 
     /// Every key under `prefix` ("" for all), Prism objects or not (backup manifests are
