@@ -11,19 +11,25 @@
 //! - `restore` rebuilds each shard the same way and sends every key to the target node
 //!   or cluster with `RESTORE key <deadline> <payload> REPLACE ABSTTL`, pipelined per
 //!   node and routed by slot.
+//! - `copy` copies a finished backup to another store (`prism_server::backup::copy`:
+//!   every object checked before it is written, the manifest last, objects already
+//!   there skipped); `create --copy-to` runs it right after the backup is complete.
 //!
 //! Secrets come from files: `--password-file` for AUTH, `--credentials` for an S3
-//! store (read by this process and, for `create`, by every node at the same path).
-//! Exit codes: 0 success, 1 the backup is bad or keys failed to restore, 2 could not
-//! start (bad URL, unreachable node, missing backup).
+//! store (read by this process and, for `create`, by every node at the same path);
+//! `--dst-credentials` / `--copy-to-credentials` for a copy's destination.
+//! Exit codes: 0 success, 1 the backup is bad, keys failed to restore or a copy failed
+//! midway, 2 could not start (bad URL, unreachable node or store, missing backup, a
+//! destination holding another backup under the name).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use prism_engine::tier::ColdStore;
+use prism_server::backup::copy::{self, CopyError, CopySummary, End, Progress};
 use prism_server::backup::crypt::BackupKey;
 use prism_server::backup::{read, BackupManifest, Digests, ShardBackup, FORMAT};
 use prism_server::client::{self, Conn, Credentials, Reply};
@@ -38,6 +44,8 @@ pub enum BackupCommand {
     Verify(StoreArgs),
     /// Restore a backup into a running node or cluster (empty, or keys are replaced).
     Restore(RestoreArgs),
+    /// Copy a finished backup to another store, checking every object on the way.
+    Copy(CopyArgs),
 }
 
 #[derive(Args)]
@@ -74,6 +82,27 @@ pub struct CreateArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Once the backup is complete, copy it to this backup URL as `copy` does
+    /// (<store>/<name>: a directory path, file:///dir/name or s3://bucket[/prefix]/name).
+    #[arg(long, value_name = "URL")]
+    pub copy_to: Option<String>,
+    /// S3 options file for the --copy-to store (default: --credentials).
+    #[arg(long, value_name = "PATH", requires = "copy_to")]
+    pub copy_to_credentials: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// The backup to copy: a directory path, file:///dir/name or s3://bucket[/prefix]/name.
+    pub src: String,
+    /// Where to: <store>/<name> (the name may differ from the source's).
+    pub dst: String,
+    /// S3 options file for the source store, as for the other commands.
+    #[arg(long, value_name = "PATH")]
+    pub credentials: Option<PathBuf>,
+    /// S3 options file for the destination store (default: --credentials).
+    #[arg(long, value_name = "PATH")]
+    pub dst_credentials: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -93,6 +122,16 @@ enum Failure {
     Bad(String),
 }
 
+impl Failure {
+    /// The same failure, saying which store it is about.
+    fn about(self, what: &str) -> Failure {
+        match self {
+            Failure::Start(e) => Failure::Start(format!("{what}: {e}")),
+            Failure::Bad(e) => Failure::Bad(format!("{what}: {e}")),
+        }
+    }
+}
+
 pub fn main(command: BackupCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -106,6 +145,7 @@ pub fn main(command: BackupCommand) -> ExitCode {
             BackupCommand::Create(a) => create(a).await,
             BackupCommand::Verify(a) => verify(a).await,
             BackupCommand::Restore(a) => restore(a).await,
+            BackupCommand::Copy(a) => copy_cmd(a).await,
         }
     });
     match result {
@@ -122,8 +162,13 @@ pub fn main(command: BackupCommand) -> ExitCode {
 }
 
 fn open_store(args: &StoreArgs) -> Result<(ColdStore, String, String), Failure> {
-    let (url, name) = read::split_url(&args.url).map_err(Failure::Start)?;
-    let store = ColdStore::open(&url, args.credentials.as_deref()).map_err(|e| Failure::Start(e.to_string()))?;
+    open_url(&args.url, args.credentials.as_deref())
+}
+
+/// A backup URL's store (opened) and name.
+fn open_url(backup_url: &str, credentials: Option<&Path>) -> Result<(ColdStore, String, String), Failure> {
+    let (url, name) = read::split_url(backup_url).map_err(Failure::Start)?;
+    let store = ColdStore::open(&url, credentials).map_err(|e| Failure::Start(e.to_string()))?;
     Ok((store, url, name))
 }
 
@@ -155,6 +200,20 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
     if store.get_raw(&format!("{name}/backup.json")).await.is_ok() {
         return Err(Failure::Start(format!("backup {name} already exists in {url}")));
     }
+    // The copy's destination is checked before any node works: reachable, and holding
+    // no backup under the name (a backup about to be made cannot already be there).
+    let copy_to = match &args.copy_to {
+        None => None,
+        Some(to) => {
+            let creds = args.copy_to_credentials.as_deref().or(args.store.credentials.as_deref());
+            let (dst, dst_url, dst_name) = open_url(to, creds).map_err(|e| e.about("--copy-to"))?;
+            if dst.url() == store.url() && dst_name == name {
+                return Err(Failure::Start(format!("--copy-to {to} is the backup being created")));
+            }
+            copy::check_destination(&End { store: &dst, name: &dst_name }, None).await.map_err(copy_failure)?;
+            Some((dst, dst_url, dst_name))
+        }
+    };
     // Read here too, so a bad key file fails before any node works.
     let encrypted = key(&args.store)?.map(|k| k.id().to_string());
     let creds = credentials(&args.node)?;
@@ -198,7 +257,63 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
         manifest.shards.len(),
         started.elapsed().as_secs_f64()
     );
+    if let Some((dst, dst_url, dst_name)) = copy_to {
+        let (src, to) = (End { store: &store, name: &name }, End { store: &dst, name: &dst_name });
+        run_copy(&src, &to).await.map_err(|e| {
+            let e = match e {
+                Failure::Start(e) | Failure::Bad(e) => e,
+            };
+            Failure::Bad(format!(
+                "backup {name} is complete in {url}, but its copy to {dst_url}/{dst_name} failed: {e}"
+            ))
+        })?;
+    }
     Ok(())
+}
+
+async fn copy_cmd(args: CopyArgs) -> Result<(), Failure> {
+    let (src, _, src_name) = open_url(&args.src, args.credentials.as_deref()).map_err(|e| e.about("source"))?;
+    let dst_creds = args.dst_credentials.as_deref().or(args.credentials.as_deref());
+    let (dst, _, dst_name) = open_url(&args.dst, dst_creds).map_err(|e| e.about("destination"))?;
+    run_copy(&End { store: &src, name: &src_name }, &End { store: &dst, name: &dst_name }).await.map(drop)
+}
+
+/// Copies with a progress bar (objects) and prints the summary line.
+async fn run_copy(src: &End<'_>, dst: &End<'_>) -> Result<CopySummary, Failure> {
+    let started = Instant::now();
+    let pb = bar(0, "objects");
+    let progress = |p: Progress<'_>| match p {
+        Progress::Planned { objects, .. } => pb.set_length(objects),
+        Progress::Done { key, .. } => {
+            pb.set_message(key.to_string());
+            pb.inc(1);
+        }
+    };
+    let result = copy::copy(src, dst, &progress).await;
+    pb.finish_and_clear();
+    let s = result.map_err(copy_failure)?;
+    let there = if s.already_complete { "; the destination already held this backup" } else { "" };
+    println!(
+        "backup {}/{} copied to {}/{}: {} objects, {} copied ({} bytes), {} skipped as already there ({} bytes){there}, {:.2} s",
+        src.store.url(),
+        src.name,
+        dst.store.url(),
+        dst.name,
+        s.objects,
+        s.copied,
+        s.copied_bytes,
+        s.skipped,
+        s.skipped_bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(s)
+}
+
+fn copy_failure(e: CopyError) -> Failure {
+    match e {
+        CopyError::Refused(e) => Failure::Start(e),
+        CopyError::Failed(e) => Failure::Bad(e),
+    }
 }
 
 async fn verify(args: StoreArgs) -> Result<(), Failure> {

@@ -19,9 +19,10 @@
 //! slot hold the same keys, values and deadlines.
 //!
 //! Where the work happens: [`save`] (the node side, `BACKUP SAVE`), [`read`] (a shard
-//! of a backup back into a scratch keyspace), and the binary's `backup_cli` (`prism
-//! backup create|verify|restore`).
+//! of a backup back into a scratch keyspace), [`copy`] (a finished backup into another
+//! store), and the binary's `backup_cli` (`prism backup create|verify|restore|copy`).
 
+pub mod copy;
 pub mod crypt;
 pub mod read;
 pub mod save;
