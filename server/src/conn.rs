@@ -126,6 +126,9 @@ pub struct ConnState {
     pub rerun: bool,
     /// Replicated node: the log index of this connection's last committed write (WAIT).
     pub last_write_index: u64,
+    /// This request already waited for the spiller (`Exec::MemoryWait`): over
+    /// `maxmemory` again, it is refused.
+    pub memory_waited: bool,
     /// A reply the command will give once this future resolves (WAIT, RAFT ADD ...): the
     /// connection waits for it, without blocking anyone else, before it runs more.
     pub deferred: Option<Deferred>,
@@ -165,6 +168,7 @@ impl ConnState {
             fence_error: None,
             rerun: false,
             last_write_index: 0,
+            memory_waited: false,
             deferred: None,
         }
     }
@@ -194,6 +198,7 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
     // A request touching many cold slots loads them one by one; past this it gives up.
     const MAX_LOADS: usize = 64;
     let mut loads = 0;
+    state.memory_waited = false;
     loop {
         match cmd::execute(node, state, args, out) {
             cmd::Exec::Done => {}
@@ -221,6 +226,15 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
                     Ok(()) => continue,
                     Err(e) => cmd::fail(state, out, e),
                 }
+            }
+            cmd::Exec::MemoryWait => {
+                if !state.pending.is_empty() {
+                    pending::commit(node, state, out).await;
+                }
+                crate::tier::wait_for_memory(node).await;
+                state.memory_waited = true;
+                state.waited();
+                continue;
             }
         }
         let custom = state.pending.last().is_some_and(|p| matches!(p.render, pending::Render::Custom(_)));

@@ -1,12 +1,16 @@
 //! The cold tier on a node: the cold store, the background spiller and on-demand loads
 //! (the engine's manifest, `prism_engine::tier::manifest`, is the replicated truth).
 //!
-//! Spill (leader or standalone node only, one slot at a time): when used memory passes
+//! Spill (leader or standalone node only, a few slots at a time): when used memory passes
 //! `tier-high-watermark` percent of `maxmemory`, the least recently touched hot slot is
 //! encoded (under its read lock, off the async runtime), its object is stored (complete
 //! and checksummed first: invariant 3), then `TierOp::Spilled` is proposed; it applies
 //! only if no write reached the slot since the encode. Repeats until below
-//! `tier-low-watermark`. Nothing happens when `maxmemory` is 0.
+//! `tier-low-watermark`. Nothing happens when `maxmemory` is 0. A write that finds used
+//! memory over `maxmemory` (a writer faster than the spiller) waits for the spiller as
+//! long as spills keep finishing, and is refused with Redis's OOM error only when they
+//! stop ([`wait_for_memory`]): backpressure instead of errors, as Redis evicts before
+//! a write.
 //!
 //! Load: a request whose key is in a cold slot waits for [`load`]: one load per slot at a
 //! time (a per-slot async mutex; whoever waited finds the slot hot and goes on), which
@@ -34,6 +38,14 @@ use crate::node::Node;
 
 /// How often the spiller looks at memory.
 const TICK: Duration = Duration::from_millis(20);
+/// Slots spilled at once: their encodes and store writes (an fsync each, locally)
+/// overlap, which matters when slots are small.
+const SPILL_CONCURRENCY: usize = 4;
+/// A write over `maxmemory` is refused OOM once the spiller has finished no spill for
+/// this long (the store is down, or nothing is left to spill)...
+const MEMORY_STALL: Duration = Duration::from_secs(2);
+/// ... or once it has waited this long in all.
+const MEMORY_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// The node's tiering state (counters are INFO's `tiering` section).
 #[derive(Default)]
@@ -43,7 +55,13 @@ pub struct Tiering {
     loading: Mutex<HashMap<u16, Arc<tokio::sync::Mutex<()>>>>,
     /// The access clock: advanced by the spiller every tick, stored per slot on access.
     tick: AtomicU32,
+    /// Wakes the spiller before its tick: a write is waiting for memory.
+    wake: tokio::sync::Notify,
+    /// Wakes writers waiting for memory: a spill finished.
+    spilled: tokio::sync::Notify,
     pub spills: AtomicU64,
+    /// Spills that named the object the slot was loaded from ([`spill_unchanged`]).
+    pub spills_unchanged: AtomicU64,
     pub loads: AtomicU64,
     pub load_failures: AtomicU64,
     pub checksum_failures: AtomicU64,
@@ -128,10 +146,11 @@ pub fn info(node: &Node, out: &mut String) {
     let _ = write!(
         out,
         "# Tiering\r\ncold_store:{}\r\ncold_partitions:{parts}\r\ncold_rows:{rows}\r\ncold_bytes:{bytes}\r\n\
-         spills:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n\
+         spills:{}\r\nspills_unchanged:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n\
          gc_sweeps:{}\r\ngc_candidates:{}\r\ngc_deleted_objects:{}\r\ngc_deleted_bytes:{}\r\ngc_failures:{}\r\n",
         t.store().map_or("", |s| s.url()),
         t.spills.load(Ordering::Relaxed),
+        t.spills_unchanged.load(Ordering::Relaxed),
         t.loads.load(Ordering::Relaxed),
         t.load_failures.load(Ordering::Relaxed),
         t.checksum_failures.load(Ordering::Relaxed),
@@ -163,6 +182,11 @@ async fn propose(node: &Node, op: Op) -> Result<Output, String> {
 
 /// Makes cold `slot` hot (module header). `Ok` also when it was hot already.
 pub async fn load(node: &Node, slot: u16) -> Result<(), CmdError> {
+    // A load adds the slot to memory: over `maxmemory`, it first lets the spiller make
+    // room (then loads anyway: a read is served, not refused).
+    if node.over_maxmemory() && spills_here(node) {
+        wait_for_memory(node).await;
+    }
     let lock = node.tiering.loading.lock().entry(slot).or_default().clone();
     let _guard = lock.lock().await;
     let Some(entry) = node.keyspace.tier.entry(slot) else {
@@ -207,11 +231,57 @@ async fn load_entry(node: &Node, slot: u16, object: String) -> Result<(), CmdErr
     }
 }
 
+/// Spills a slot unchanged since its load by naming the object it was loaded from again:
+/// no encode, no write (a read-mostly working set larger than memory moves slots in and
+/// out all the time). `None` when that does not apply and the slot must be encoded.
+///
+/// Why the object is still there: the GC deletes only an object unreferenced for
+/// `cold-gc-retention` since it first saw it so, which is after the load that
+/// unreferenced it (`cold_gc.rs`). Reuse happens only within half that time of the
+/// load on this member, with the object pinned from before that check until the
+/// proposal's verdict (the GC checks pins right before each delete); after a commit the
+/// live manifest names it.
+async fn spill_unchanged(node: &Arc<Node>, slot: u16) -> Option<Result<(), String>> {
+    let ks = &node.keyspace;
+    let from = ks.tier.loaded_from(slot)?;
+    let _pin = node.cold_gc.pin(vec![from.entry.object.clone()]);
+    let retention = Duration::from_secs(node.config.read().cold_gc_retention);
+    let s = Slot::new(u64::from(slot))?;
+    // The row count too: a key removed without a version bump (none should be) would
+    // make the object hold more than the slot.
+    let unchanged = ks.slot_version(s) == from.slot_version && ks.slot(s).len() as u64 == from.entry.rows;
+    if from.at.elapsed() >= retention / 2 || !unchanged {
+        return None;
+    }
+    let e = from.entry;
+    let op = Op::Tier(TierOp::Spilled {
+        slot,
+        object: e.object,
+        crc32c: e.crc32c,
+        rows: e.rows,
+        bytes: e.bytes,
+        slot_version: from.slot_version,
+    });
+    Some(match propose(node, op).await {
+        Ok(Output::Int(1)) => {
+            let t = &node.tiering;
+            t.spills.fetch_add(1, Ordering::Relaxed);
+            t.spills_unchanged.fetch_add(1, Ordering::Relaxed);
+            t.spilled.notify_waiters();
+            Ok(())
+        }
+        // Stale (a write landed): the object stays unreferenced, for the GC.
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    })
+}
+
 /// The spiller task (module header); stops when `stop` changes.
 pub async fn spiller(node: Arc<Node>, mut stop: watch::Receiver<bool>, _done: mpsc::Sender<()>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
+            _ = node.tiering.wake.notified() => {}
             _ = stop.changed() => return,
         }
         node.tiering.tick.fetch_add(1, Ordering::Relaxed);
@@ -228,32 +298,81 @@ pub async fn spiller(node: Arc<Node>, mut stop: watch::Receiver<bool>, _done: mp
             continue;
         }
         // Bounded: at most one pass over the slots per tick.
-        for _ in 0..SLOT_COUNT {
+        for _ in 0..SLOT_COUNT / SPILL_CONCURRENCY {
             if node.keyspace.used_memory() <= percent(low) || *stop.borrow() {
                 break;
             }
-            let Some(slot) = coldest(&node) else { break };
-            if let Err(e) = spill(&node, slot).await {
+            // The clock moves on with each round too: slots written while a long spill
+            // runs must stay younger than those written before it, or the slot a writer
+            // is filling could tie with them and be spilled under it.
+            node.tiering.tick.fetch_add(1, Ordering::Relaxed);
+            let slots = coldest(&node, SPILL_CONCURRENCY);
+            if slots.is_empty() {
+                break;
+            }
+            let results = futures::future::join_all(slots.iter().map(|&slot| spill(&node, slot))).await;
+            let failed: Vec<_> = slots.iter().zip(results).filter_map(|(s, r)| r.err().map(|e| (s, e))).collect();
+            for (slot, e) in &failed {
                 tracing::warn!("spilling slot {slot}: {e}");
+            }
+            if !failed.is_empty() {
                 break;
             }
         }
     }
 }
 
-/// The hot, non-empty, locally owned slot touched longest ago.
-fn coldest(node: &Node) -> Option<u16> {
+/// Whether this node's spiller makes room when memory runs out: it has a cold store and
+/// spills (standalone, or the leader).
+pub fn spills_here(node: &Node) -> bool {
+    node.tiering.store().is_some() && node.replica().is_none_or(|r| r.is_leader())
+}
+
+/// Waits until used memory is at most `maxmemory`, keeping the spiller awake, while
+/// spills keep finishing ([`MEMORY_STALL`], [`MEMORY_WAIT_MAX`]): a write over the limit
+/// waits here (module header), then runs or is refused.
+pub async fn wait_for_memory(node: &Node) {
+    use tokio::time::Instant;
+    let t = &node.tiering;
+    let start = Instant::now();
+    let (mut seen, mut progress) = (t.spills.load(Ordering::Relaxed), start);
+    while node.over_maxmemory() {
+        let now = Instant::now();
+        let spills = t.spills.load(Ordering::Relaxed);
+        if spills != seen {
+            (seen, progress) = (spills, now);
+        }
+        if now - progress > MEMORY_STALL || now - start > MEMORY_WAIT_MAX {
+            return;
+        }
+        // Registered before the wake, so a spill finishing in between is not missed.
+        let spilled = t.spilled.notified();
+        t.wake.notify_one();
+        let _ = tokio::time::timeout(TICK, spilled).await;
+    }
+}
+
+/// Up to `n` hot, non-empty, locally owned slots, those touched longest ago.
+fn coldest(node: &Node, n: usize) -> Vec<u16> {
     let ks = &node.keyspace;
     let now = node.tiering.tick();
-    Slot::all()
+    let mut aged: Vec<(u32, u16)> = Slot::all()
         .filter(|s| !ks.tier.is_cold(s.get()) && !ks.slot(*s).is_empty())
         .filter(|s| ks.meta.serving(s.get()) == prism_engine::shard_meta::Serving::Owned)
-        .max_by_key(|s| now.wrapping_sub(ks.tier.touched(s.get())))
-        .map(|s| s.get())
+        .map(|s| (now.wrapping_sub(ks.tier.touched(s.get())), s.get()))
+        .collect();
+    if aged.len() > n {
+        aged.select_nth_unstable_by(n, |a, b| b.cmp(a));
+        aged.truncate(n);
+    }
+    aged.into_iter().map(|(_, slot)| slot).collect()
 }
 
 /// Spills one slot (module header). `Ok` also when the spill turned out stale.
 async fn spill(node: &Arc<Node>, slot: u16) -> Result<(), String> {
+    if let Some(done) = spill_unchanged(node, slot).await {
+        return done;
+    }
     let ks = node.keyspace.clone();
     let encoded = tokio::task::spawn_blocking(move || {
         let s = Slot::new(u64::from(slot))?;
@@ -286,6 +405,7 @@ async fn spill(node: &Arc<Node>, slot: u16) -> Result<(), String> {
     match propose(node, op).await {
         Ok(Output::Int(1)) => {
             node.tiering.spills.fetch_add(1, Ordering::Relaxed);
+            node.tiering.spilled.notify_waiters();
             Ok(())
         }
         // Not applied anywhere (the same verdict on every member): nothing references

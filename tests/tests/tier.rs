@@ -141,3 +141,52 @@ fn a_replicated_group_without_a_shared_store_does_not_spill() {
     assert_eq!(info_field(&mut c, "tiering", "cold_partitions"), 0);
     assert_eq!(info_field(&mut c, "tiering", "spills"), 0);
 }
+
+/// A pipelined writer far faster than the spiller, filling slots one after another
+/// (as a bulk load does): its writes wait for the spiller instead of failing OOM, and
+/// memory stays under the limit. Then a read-only pass over everything moves slots in
+/// and out, and a slot unchanged since its load spills by naming its object again: the
+/// pass writes fewer objects than it spills.
+#[test]
+fn writers_wait_for_the_spiller_and_unchanged_slots_spill_without_a_write() {
+    let maxmemory = 2u64 << 20;
+    let opts = FleetOptions { nodes: 1, extra_args: vec!["--maxmemory".into(), "2mb".into()], ..Default::default() };
+    let fleet = Fleet::start(&opts).expect("node starts");
+    fleet.wait_for_leader(None, TIMEOUT).expect("leader");
+    let mut c = connect(&fleet, 0);
+    let mut keys: Vec<(u16, String)> =
+        (0..6_000).map(|i| format!("fill:{i}")).map(|k| (Slot::of_key(k.as_bytes()).get(), k)).collect();
+    keys.sort();
+    let value = |k: &str| format!("{k}=").repeat(1_000 / (k.len() + 1) + 1)[..1_000].to_string();
+    for batch in keys.chunks(64) {
+        for (_, k) in batch {
+            c.send(&["SET", k, &value(k)]).expect("send");
+        }
+        for (_, k) in batch {
+            let r = c.read_reply().expect("reply");
+            assert_eq!(text(&r), "OK", "SET {k}: a write over maxmemory waits for the spiller, never fails");
+        }
+    }
+    wait_spilled(&mut c, maxmemory);
+
+    let cold_dir = fleet.data_dir(0).expect("data dir").join("cold");
+    let objects = || walk(&cold_dir);
+    let (files, spills, unchanged) =
+        (objects(), info_field(&mut c, "tiering", "spills"), info_field(&mut c, "tiering", "spills_unchanged"));
+    for (_, k) in &keys {
+        assert_eq!(text(&c.call(&["GET", k]).expect("reply")), value(k), "GET {k}");
+    }
+    wait_spilled(&mut c, maxmemory);
+    let spilled = info_field(&mut c, "tiering", "spills") - spills;
+    let reused = info_field(&mut c, "tiering", "spills_unchanged") - unchanged;
+    let written = objects() - files;
+    assert!(reused > 0, "slots read and not written spilled by naming their object again");
+    assert!(written < spilled, "{written} objects written for {spilled} spills of a read-only pass");
+}
+
+/// Files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
+        .unwrap_or(0)
+}

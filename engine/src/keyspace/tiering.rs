@@ -80,7 +80,9 @@ impl Keyspace {
                 // A cold slot's table is empty (manifest invariant): no lookups, one
                 // allocation for the whole slot.
                 table.put_loaded(decoded.into_iter());
-                self.tier.set_hot(*slot);
+                if let Some(entry) = self.tier.set_hot(*slot) {
+                    self.tier.set_loaded_from(*slot, entry, self.versions[s].load(Ordering::Relaxed));
+                }
                 self.sync(&mut table);
                 Output::Int(1)
             }

@@ -14,10 +14,13 @@
 //! - Apply never touches the object store (invariant 2): an entry is recorded only after
 //!   the leader stored the object (invariant 3), and a load's rows travel in the log.
 //! - Last-access ticks ([`Manifest::touch`]) are local, not replicated: they only choose
-//!   which slot the spiller encodes next.
+//!   which slot the spiller encodes next. So is [`Manifest::loaded_from`]: the object a
+//!   hot slot was last loaded from, which a spill may name again instead of writing a
+//!   new one while the slot is unchanged (the caller checks the version and row count).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -53,6 +56,15 @@ pub enum TierOp {
     Loaded { slot: u16, object: String, rows: Vec<(Bytes, u64, Bytes)> },
 }
 
+/// Where a hot slot's rows came from: the entry it had while cold, its write version
+/// when the load applied (loads do not change it), and when that was on this member.
+#[derive(Debug, Clone)]
+pub struct LoadedFrom {
+    pub entry: ColdEntry,
+    pub slot_version: u64,
+    pub at: Instant,
+}
+
 /// The manifest in a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestImage {
@@ -65,6 +77,8 @@ pub struct Manifest {
     entries: Mutex<BTreeMap<u16, ColdEntry>>,
     generation: Box<[AtomicU64]>,
     touched: Box<[AtomicU32]>,
+    /// Hot slots loaded on this member, and from what (module header).
+    loaded_from: Mutex<HashMap<u16, LoadedFrom>>,
     /// Totals over `entries` (kept beside them for INFO and DBSIZE without the lock).
     rows: AtomicU64,
     bytes: AtomicU64,
@@ -79,6 +93,7 @@ impl Default for Manifest {
             entries: Mutex::default(),
             generation: (0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect(),
             touched: (0..SLOT_COUNT).map(|_| AtomicU32::new(0)).collect(),
+            loaded_from: Mutex::default(),
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             count: AtomicU64::new(0),
@@ -126,6 +141,16 @@ impl Manifest {
         self.touched.get(slot as usize).map_or(0, |t| t.load(Ordering::Relaxed))
     }
 
+    /// What hot `slot` was last loaded from on this member (module header).
+    pub fn loaded_from(&self, slot: u16) -> Option<LoadedFrom> {
+        self.loaded_from.lock().get(&slot).cloned()
+    }
+
+    /// Records that `slot` was just loaded from `entry` at `slot_version`.
+    pub(crate) fn set_loaded_from(&self, slot: u16, entry: ColdEntry, slot_version: u64) {
+        self.loaded_from.lock().insert(slot, LoadedFrom { entry, slot_version, at: Instant::now() });
+    }
+
     /// The entry of a cold slot.
     pub fn entry(&self, slot: u16) -> Option<ColdEntry> {
         self.entries.lock().get(&slot).cloned()
@@ -147,6 +172,7 @@ impl Manifest {
 
     /// Records `slot` cold (the caller holds its write lock and empties its table).
     pub(crate) fn set_cold(&self, slot: u16, entry: ColdEntry) {
+        self.loaded_from.lock().remove(&slot);
         let mut entries = self.entries.lock();
         self.add(&entry, 1);
         if let Some(old) = entries.insert(slot, entry) {
@@ -185,6 +211,7 @@ impl Manifest {
         for slot in self.cold_slots() {
             self.set_hot(slot);
         }
+        self.loaded_from.lock().clear();
         for (slot, e) in image.cold.iter().filter(|(s, _)| (*s as usize) < SLOT_COUNT) {
             self.set_cold(*slot, e.clone());
         }

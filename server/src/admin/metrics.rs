@@ -149,6 +149,13 @@ impl Snapshot {
             ("cold_keys", "Keys in cold partitions (DBSIZE counts them too).", Gauge, None, rows as f64),
             ("cold", "Size of the cold partitions' objects.", Gauge, Some(Unit::Bytes), bytes as f64),
             ("tier_spills", "Slots spilled to the cold store by this node.", Counter, None, get(&t.spills)),
+            (
+                "tier_spills_unchanged",
+                "Spills of a slot unchanged since its load, which named its object again (no write).",
+                Counter,
+                None,
+                get(&t.spills_unchanged),
+            ),
             ("tier_loads", "Cold slots loaded back into memory by this node.", Counter, None, get(&t.loads)),
             (
                 "tier_load_failures",

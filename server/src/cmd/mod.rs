@@ -165,6 +165,9 @@ pub enum Exec {
     Fence,
     /// A key is in this cold slot: load it (`tier::load`), then run this request again.
     Load(u16),
+    /// A write over `maxmemory` on a node that spills: wait for the spiller to make room
+    /// (`tier::wait_for_memory`, bounded), then run this request again, once.
+    MemoryWait,
 }
 
 /// Runs one request and writes its reply, or says what must happen first.
@@ -266,6 +269,11 @@ fn execute_checked(
         }
     }
     if (spec.has(flag::DENYOOM) || multi::rejects_on_oom(conn, spec)) && node.over_maxmemory() {
+        // With a cold tier, memory is made by spilling, as Redis makes it by evicting
+        // before a write: the write waits for the spiller once before it is refused.
+        if !conn.memory_waited && crate::tier::spills_here(node) {
+            return Some(Exec::MemoryWait);
+        }
         let e = CmdError::msg("OOM command not allowed when used memory > 'maxmemory'.");
         return refused(node, conn, out, args, e);
     }

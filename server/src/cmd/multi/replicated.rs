@@ -306,6 +306,8 @@ fn scratch(conn: &ConnState) -> ConnState {
         fence_error: None,
         rerun: false,
         last_write_index: 0,
+        // Nothing here waits for the spiller.
+        memory_waited: true,
         deferred: None,
     }
 }
