@@ -36,7 +36,9 @@ fn probes_see_every_key_of_built_tables_and_nothing_else() {
     // SCAN from cursor 0 to 0 returns each key once.
     let (mut cursor, mut keys) = (0, Vec::new());
     for _ in 0..SLOT_COUNT {
-        cursor = ks.scan(cursor, 10, 0, |_, _| true, &mut keys);
+        let mut batch = Vec::new();
+        cursor = ks.scan(cursor, 10, 0, |_, _| true, &mut batch);
+        keys.extend(batch);
         if cursor == 0 {
             break;
         }
