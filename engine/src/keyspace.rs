@@ -1,5 +1,12 @@
 //! The keyspace: 16384 slot tables, each behind its own lock.
 //!
+//! A slot's table is built the first time anything locks it: a node (or a fuzz input, or
+//! a test) that touches a few slots pays for those, not for 16384 tables at start and
+//! again at drop. Reads that only probe (SCAN, INFO's counts, active expiry, RANDOMKEY's
+//! random tries) treat a table never built as empty, which it is, without building it.
+//! Everything that locks (reads of a key, multi-key reads, writes, FLUSHALL, snapshots)
+//! builds the tables it locks, so locking, versions and copy-on-write are unchanged.
+//!
 //! Invariants:
 //! - A key lives in the table of `Slot::of_key(key)` and nowhere else.
 //! - There is no global lock: a read locks one slot table for reading; a write locks the
@@ -34,6 +41,7 @@
 //! Redis allows).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -261,7 +269,9 @@ pub struct ExpiryCursor {
 
 /// All keys of the node, one table per slot.
 pub struct Keyspace {
-    slots: Box<[RwLock<SlotTable>]>,
+    /// Built on first lock (module header): use [`Keyspace::table`], or
+    /// [`SlotRead::existing`] to probe without building.
+    slots: Box<[OnceLock<RwLock<SlotTable>>]>,
     mem: AtomicI64,
     keys: AtomicI64,
     /// Per-slot write versions (module header). Changed only under the slot's write lock.
@@ -282,7 +292,7 @@ impl Default for Keyspace {
 impl Keyspace {
     pub fn new() -> Keyspace {
         Keyspace {
-            slots: (0..SLOT_COUNT).map(|_| RwLock::new(SlotTable::default())).collect(),
+            slots: (0..SLOT_COUNT).map(|_| OnceLock::new()).collect(),
             mem: AtomicI64::new(0),
             keys: AtomicI64::new(0),
             versions: (0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect(),
@@ -290,6 +300,13 @@ impl Keyspace {
             meta: ShardMeta::default(),
             tier: Default::default(),
         }
+    }
+
+    /// The lock of `slot`'s table, built if it never was (module header). `slot` is below
+    /// `SLOT_COUNT`.
+    #[inline]
+    fn table(&self, slot: u16) -> &RwLock<SlotTable> {
+        self.slots[slot as usize].get_or_init(RwLock::default)
     }
 
     /// The write version of `slot`: how many applied writes named a key in it (module
@@ -345,12 +362,16 @@ impl Keyspace {
     /// life.)
     pub fn replace_with(&self, mut other: Keyspace) {
         let snap = self.snapshotting.current();
-        for (i, (mine, theirs)) in self.slots.iter().zip(other.slots.iter_mut()).enumerate() {
-            let mut mine = mine.write();
+        for (i, theirs) in other.slots.iter_mut().enumerate() {
+            let mut mine = self.table(i as u16).write();
             if let Some(s) = &snap {
                 s.preserve(i as u16, &mine);
             }
-            std::mem::swap(&mut *mine, theirs.get_mut());
+            match theirs.get_mut() {
+                Some(theirs) => std::mem::swap(&mut *mine, theirs.get_mut()),
+                // Never built there: empty.
+                None => *theirs = OnceLock::from(RwLock::new(std::mem::take(&mut *mine))),
+            }
             self.versions[i].store(other.versions[i].load(Ordering::Relaxed), Ordering::Relaxed);
         }
         self.mem.store(other.mem.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -372,7 +393,7 @@ impl Keyspace {
     pub fn stats(&self) -> KeyspaceStats {
         let mut s = KeyspaceStats::default();
         for slot in 0..SLOT_COUNT {
-            let t = SlotRead::of(self, slot as u16);
+            let Some(t) = SlotRead::existing(self, slot as u16) else { continue };
             s.keys += t.len() as u64;
             s.volatile += t.volatile() as u64;
             s.expired_removed += t.expired_removed();
@@ -437,7 +458,7 @@ impl Keyspace {
             match outer.and_then(|h| unsafe { (*h).find(s) }) {
                 Some(p) => tables.push((s, p)),
                 None => {
-                    let mut g = self.slots[s as usize].write();
+                    let mut g = self.table(s).write();
                     if let Some(snap) = &snap {
                         snap.preserve(s, &g);
                     }
@@ -596,8 +617,9 @@ impl Keyspace {
             return None;
         }
         let snap = self.snapshotting.current();
-        for (s, t) in self.slots.iter().enumerate() {
-            let mut t = t.write();
+        for s in 0..SLOT_COUNT {
+            // Every table, built or not: FLUSHALL's version bumps stay under each lock.
+            let mut t = self.table(s as u16).write();
             if let Some(snap) = &snap {
                 snap.preserve(s as u16, &t);
             }
@@ -619,11 +641,11 @@ impl Keyspace {
         let mut slots_seen = 0;
         while examined < budget && slots_seen < budget {
             slots_seen += 1;
-            let table = SlotRead::of(self, cursor.slot as u16);
-            if table.volatile() == 0 {
+            let table = SlotRead::existing(self, cursor.slot as u16);
+            let Some(table) = table.filter(|t| t.volatile() > 0) else {
                 *cursor = ExpiryCursor { slot: (cursor.slot + 1) % SLOT_COUNT, remaining: None };
                 continue;
-            }
+            };
             let mut pos = cursor.remaining.unwrap_or(table.len()).min(table.len());
             while pos > 0 && examined < budget {
                 pos -= 1;
@@ -664,12 +686,13 @@ impl Keyspace {
         let mut visited = 0usize;
         let limit = count.saturating_mul(10).max(100);
         loop {
-            let table = SlotRead::of(self, slot as u16);
-            let mut pos = if remaining == 0 { table.len() } else { remaining.min(table.len()) };
+            let table = SlotRead::existing(self, slot as u16);
+            let len = table.as_ref().map_or(0, |t| t.len());
+            let mut pos = if remaining == 0 { len } else { remaining.min(len) };
             while pos > 0 && out.len() < count && visited < limit {
                 pos -= 1;
                 visited += 1;
-                if let Some((k, e)) = table.get_index(pos) {
+                if let Some((k, e)) = table.as_ref().and_then(|t| t.get_index(pos)) {
                     if !e.is_expired(now_ms) && keep(k, e) {
                         out.push(Bytes::copy_from_slice(k));
                     }
@@ -678,7 +701,7 @@ impl Keyspace {
             // An empty slot costs one read-lock probe and no work, so it does not count
             // against the budget: a sparse keyspace is scanned in one call, as Redis scans a
             // small dict. A call still probes at most SLOT_COUNT slots.
-            if !table.is_empty() {
+            if len > 0 {
                 visited += 1;
             }
             if pos > 0 {
@@ -715,17 +738,16 @@ impl Keyspace {
         for attempt in 0..256 {
             // Random slots first; then a linear walk so a sparse keyspace still answers.
             let slot = if attempt < 128 { pick(SLOT_COUNT) } else { (pick(SLOT_COUNT) + attempt) % SLOT_COUNT };
-            let table = SlotRead::of(self, slot as u16);
-            if table.is_empty() {
+            let Some(table) = SlotRead::existing(self, slot as u16).filter(|t| !t.is_empty()) else {
                 continue;
-            }
+            };
             let (k, e) = table.get_index(pick(table.len()))?;
             if !e.is_expired(now_ms) {
                 return Some(Bytes::copy_from_slice(k));
             }
         }
         Slot::all().find_map(|s| {
-            let t = self.slot(s);
+            let t = SlotRead::existing(self, s.get())?;
             (0..t.len())
                 .filter_map(|i| t.get_index(i))
                 .find(|(_, e)| !e.is_expired(now_ms))
@@ -829,3 +851,6 @@ mod scan_positions_tests {
 
 #[cfg(test)]
 mod snapshot_tests;
+
+#[cfg(test)]
+mod lazy_tests;

@@ -114,9 +114,20 @@ impl<'a> SlotRead<'a> {
         let inner = match Held::table_of(keyspace, slot) {
             // SAFETY: held by this thread for longer than this command reads (module doc).
             Some(p) => Inner::Held(unsafe { &*p }),
-            None => Inner::Locked(keyspace.slots[slot as usize].read()),
+            None => Inner::Locked(keyspace.table(slot).read()),
         };
         SlotRead { inner, _local: PhantomData }
+    }
+
+    /// [`SlotRead::of`] for a probe that takes a table never built as empty (keyspace
+    /// module header): `None` for such a table, which stays unbuilt.
+    pub(crate) fn existing(keyspace: &'a Keyspace, slot: u16) -> Option<SlotRead<'a>> {
+        let inner = match Held::table_of(keyspace, slot) {
+            // SAFETY: as in `of`.
+            Some(p) => Inner::Held(unsafe { &*p }),
+            None => Inner::Locked(keyspace.slots[slot as usize].get()?.read()),
+        };
+        Some(SlotRead { inner, _local: PhantomData })
     }
 }
 

@@ -31,7 +31,7 @@ impl Keyspace {
                 if s >= SLOT_COUNT {
                     return Output::Int(0);
                 }
-                let mut table = self.slots[s].write();
+                let mut table = self.table(*slot).write();
                 let current = self.versions[s].load(Ordering::Relaxed);
                 // The count check is defence in depth: an equal version means an equal table.
                 // Only a slot this shard owns and is not moving spills: a migration moves
@@ -69,7 +69,7 @@ impl Keyspace {
                         Err(e) => return Output::Err(e.into()),
                     }
                 }
-                let mut table = self.slots[s].write();
+                let mut table = self.table(*slot).write();
                 // Rechecked under the lock: a FLUSHALL may have run since.
                 if self.tier.entry(*slot).is_none_or(|e| e.object != *object) {
                     return Output::Int(0);
