@@ -8,7 +8,10 @@
 //! older `load_into` path (decode, then one `Op::Restore` per row) is timed too, as the
 //! first table in docs/benchmarks.md measured it.
 //!
-//! `cargo run --release -p prism-engine --example cold_partition [-- SIZES_MB...] [--strings|--hashes] [--no-restore]`
+//! `cargo run --release -p prism-engine --example cold_partition [-- SIZES_MB...] [--strings|--hashes] [--no-restore] [--store URL [--credentials FILE]]`
+//!
+//! `--store` times another store (`s3://bucket/prefix` with a credentials TOML, as a
+//! node's `cold-store`); the default is a fresh local directory under the temp dir.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +61,8 @@ fn cold_keyspace(slot: Slot, object: &str, crc32c: u32, bytes: u64) -> Keyspace 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let (store_url, credentials) = (flag("--store"), flag("--credentials"));
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![1, 10, 100] } else { sizes };
     let kinds: Vec<bool> = match (args.iter().any(|a| a == "--strings"), args.iter().any(|a| a == "--hashes")) {
@@ -67,7 +72,9 @@ async fn main() {
     };
     let restore_path = !args.iter().any(|a| a == "--no-restore");
     let dir = std::env::temp_dir().join(format!("prism-cold-bench-{}", std::process::id()));
-    let store = ColdStore::open(dir.to_str().expect("utf8"), None).expect("open store");
+    let url = store_url.unwrap_or_else(|| dir.to_str().expect("utf8").to_string());
+    let store = ColdStore::open(&url, credentials.as_deref().map(std::path::Path::new)).expect("open store");
+    println!("store: {}", store.url());
     let slot = Slot::of_key(b"{b}");
     println!(
         "| values | partition | object | encode | put | get+verify | decode+validate | apply Loaded | load total | load_into (old path) | runs |"

@@ -385,6 +385,11 @@ impl Keyspace {
         self.mem.load(Ordering::Relaxed).max(0) as u64
     }
 
+    /// Slots whose table holds at least one key (tables never built count as empty).
+    pub fn slots_with_keys(&self) -> usize {
+        (0..SLOT_COUNT).filter(|&s| SlotRead::existing(self, s as u16).is_some_and(|t| !t.is_empty())).count()
+    }
+
     /// Number of keys, including expired ones not yet removed.
     pub fn key_count(&self) -> u64 {
         self.keys.load(Ordering::Relaxed).max(0) as u64

@@ -216,6 +216,7 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
                     pending::commit(node, state, out).await;
                 }
                 loads += 1;
+                node.tiering.cold_waits.fetch_add(1, Ordering::Relaxed);
                 let result = if loads > MAX_LOADS {
                     Err(cmd::CmdError::msg("TRYAGAIN cold partition unavailable: slots keep changing tier; retry"))
                 } else {

@@ -63,6 +63,12 @@ pub struct Tiering {
     /// Spills that named the object the slot was loaded from ([`spill_unchanged`]).
     pub spills_unchanged: AtomicU64,
     pub loads: AtomicU64,
+    /// Requests that waited for a load of their key's slot.
+    pub cold_waits: AtomicU64,
+    /// Writes (and loads) that found memory over `maxmemory` and waited for the spiller.
+    pub memory_waits: AtomicU64,
+    /// Spills between their start and their verdict (the spill queue's depth).
+    pub spills_in_flight: AtomicU64,
     pub load_failures: AtomicU64,
     pub checksum_failures: AtomicU64,
     /// How long loads took (successful or not), for `/metrics`.
@@ -110,6 +116,8 @@ impl Tiering {
     pub fn open(&self, config: &crate::config::Config) -> Result<(), String> {
         let replicated = config.raft_group.len() > 1 || config.cluster_topology.is_some();
         let url = match &config.cold_store {
+            // No cold tier: `maxmemory` refuses writes at once, as Redis's noeviction.
+            Some(none) if none.eq_ignore_ascii_case("none") => return Ok(()),
             Some(url) => url.clone(),
             None if replicated => {
                 if config.maxmemory > 0 {
@@ -143,12 +151,20 @@ pub fn info(node: &Node, out: &mut String) {
     let (parts, rows, bytes) = node.keyspace.tier.totals();
     let t = &node.tiering;
     let gc = &node.cold_gc;
+    let hot = node.keyspace.slots_with_keys();
+    let used = node.keyspace.used_memory();
+    let waits = t.cold_waits.load(Ordering::Relaxed);
     let _ = write!(
         out,
-        "# Tiering\r\ncold_store:{}\r\ncold_partitions:{parts}\r\ncold_rows:{rows}\r\ncold_bytes:{bytes}\r\n\
+        "# Tiering\r\ncold_store:{}\r\nhot_partitions:{hot}\r\nhot_bytes:{used}\r\n\
+         cold_partitions:{parts}\r\ncold_rows:{rows}\r\ncold_bytes:{bytes}\r\n\
+         hot_hit_rate:{:.4}\r\ncold_waits:{waits}\r\nmemory_waits:{}\r\nspills_in_flight:{}\r\n\
          spills:{}\r\nspills_unchanged:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n\
          gc_sweeps:{}\r\ngc_candidates:{}\r\ngc_deleted_objects:{}\r\ngc_deleted_bytes:{}\r\ngc_failures:{}\r\n",
         t.store().map_or("", |s| s.url()),
+        hot_hit_rate(node, waits),
+        t.memory_waits.load(Ordering::Relaxed),
+        t.spills_in_flight.load(Ordering::Relaxed),
         t.spills.load(Ordering::Relaxed),
         t.spills_unchanged.load(Ordering::Relaxed),
         t.loads.load(Ordering::Relaxed),
@@ -160,6 +176,18 @@ pub fn info(node: &Node, out: &mut String) {
         gc.deleted_bytes.load(Ordering::Relaxed),
         gc.failures.load(Ordering::Relaxed),
     );
+}
+
+/// The share of key lookups that did not wait for a load: 1 - `cold_waits` / (keyspace
+/// hits + misses), from the node-wide counters (a connection's own lookups join them
+/// when it closes, so a long-lived connection's share shows late). 1 before any lookup.
+pub fn hot_hit_rate(node: &Node, cold_waits: u64) -> f64 {
+    let st = &node.stats;
+    let lookups = st.keyspace_hits.load(Ordering::Relaxed) + st.keyspace_misses.load(Ordering::Relaxed);
+    if lookups == 0 {
+        return 1.0;
+    }
+    1.0 - (cold_waits as f64 / lookups as f64).min(1.0)
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> CmdError {
@@ -334,6 +362,7 @@ pub fn spills_here(node: &Node) -> bool {
 pub async fn wait_for_memory(node: &Node) {
     use tokio::time::Instant;
     let t = &node.tiering;
+    t.memory_waits.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
     let (mut seen, mut progress) = (t.spills.load(Ordering::Relaxed), start);
     while node.over_maxmemory() {
@@ -370,6 +399,14 @@ fn coldest(node: &Node, n: usize) -> Vec<u16> {
 
 /// Spills one slot (module header). `Ok` also when the spill turned out stale.
 async fn spill(node: &Arc<Node>, slot: u16) -> Result<(), String> {
+    let t = &node.tiering;
+    t.spills_in_flight.fetch_add(1, Ordering::Relaxed);
+    let result = spill_one(node, slot).await;
+    t.spills_in_flight.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+async fn spill_one(node: &Arc<Node>, slot: u16) -> Result<(), String> {
     if let Some(done) = spill_unchanged(node, slot).await {
         return done;
     }

@@ -234,7 +234,9 @@ async fn resp3_shapes() {
 
 #[tokio::test]
 async fn oom_while_queueing_aborts() {
-    let node = TestNode::start().await;
+    // No cold tier: over maxmemory, writes are refused at once (with one, they would wait
+    // for the spiller to make room).
+    let node = TestNode::start_with(|c| c.cold_store = Some("none".into())).await;
     let mut c = node.raw().await;
     assert_eq!(c.cmd(&["SET", "fill", &"x".repeat(4096)]).await, "+OK\r\n");
     assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", "1"]).await, "+OK\r\n");

@@ -246,7 +246,9 @@ async fn config_set_errors_change_nothing() {
 
 #[tokio::test]
 async fn maxmemory_set_at_runtime_refuses_writes() {
-    let node = TestNode::start().await;
+    // No cold tier (`cold-store none`): Redis's noeviction. With one, writes over the
+    // limit wait for the spiller instead (tests/tests/tier.rs).
+    let node = TestNode::start_with(|c| c.cold_store = Some("none".into())).await;
     let mut c = node.raw().await;
     for i in 0..20 {
         let key = format!("key:{i}");

@@ -149,6 +149,28 @@ impl Snapshot {
             ("cold_keys", "Keys in cold partitions (DBSIZE counts them too).", Gauge, None, rows as f64),
             ("cold", "Size of the cold partitions' objects.", Gauge, Some(Unit::Bytes), bytes as f64),
             ("tier_spills", "Slots spilled to the cold store by this node.", Counter, None, get(&t.spills)),
+            ("hot_partitions", "Slots holding keys in memory.", Gauge, None, node.keyspace.slots_with_keys() as f64),
+            (
+                "tier_cold_waits",
+                "Requests that waited for a load of their key's cold slot.",
+                Counter,
+                None,
+                get(&t.cold_waits),
+            ),
+            (
+                "tier_memory_waits",
+                "Writes and loads that found memory over maxmemory and waited for the spiller.",
+                Counter,
+                None,
+                get(&t.memory_waits),
+            ),
+            (
+                "tier_spills_in_flight",
+                "Spills started and not yet decided (the spill queue's depth).",
+                Gauge,
+                None,
+                get(&t.spills_in_flight),
+            ),
             (
                 "tier_spills_unchanged",
                 "Spills of a slot unchanged since its load, which named its object again (no write).",
