@@ -6,6 +6,7 @@
 //! implementation independent of the server's own reply writer, so a malformed reply
 //! fails the test instead of being read the way it was written.
 
+pub mod backups;
 pub mod cold_model;
 pub mod fleet;
 pub mod history;

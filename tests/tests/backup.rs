@@ -5,52 +5,8 @@
 //! restored node whose per-slot digests equal the first's. A corrupted object fails
 //! verification; a missing backup and a bad URL fail to start.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output};
-
-use prism_tests::cold_model::{call, check_all, info_field, text, wait_spilled, write_all, TIMEOUT};
-use prism_tests::fleet::{Fleet, FleetOptions, RespConn};
-use prism_tests::prism_bin;
-
-fn backup(args: &[&str]) -> Output {
-    let out = Command::new(prism_bin()).arg("backup").args(args).output().expect("run prism backup");
-    eprintln!(
-        "prism backup {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// slot -> (rows, digest) over every shard of a backup's manifest (XOR per slot, as the
-/// backup module combines shards).
-fn digests(dir: &Path) -> BTreeMap<u64, (u64, Vec<u8>)> {
-    let text = std::fs::read(dir.join("backup.json")).expect("backup.json");
-    let m: serde_json::Value = serde_json::from_slice(&text).expect("json");
-    let mut out: BTreeMap<u64, (u64, Vec<u8>)> = BTreeMap::new();
-    for shard in m["shards"].as_array().expect("shards") {
-        for s in shard["slots"].as_array().expect("slots") {
-            let hex = s["digest"].as_str().expect("digest");
-            let bytes: Vec<u8> =
-                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-            let e = out.entry(s["slot"].as_u64().unwrap()).or_insert((0, vec![0; 32]));
-            e.0 += s["rows"].as_u64().unwrap();
-            e.1.iter_mut().zip(&bytes).for_each(|(a, b)| *a ^= b);
-        }
-    }
-    out
-}
-
-fn node(extra: &[&str]) -> (Fleet, RespConn) {
-    let opts =
-        FleetOptions { nodes: 1, extra_args: extra.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-    let fleet = Fleet::start(&opts).expect("node starts");
-    fleet.wait_for_leader(None, TIMEOUT).expect("leader");
-    let c = RespConn::connect(fleet.client_addrs()[0], TIMEOUT).expect("connect");
-    (fleet, c)
-}
+use prism_tests::backups::{backup, digests, node};
+use prism_tests::cold_model::{call, check_all, info_field, text, wait_spilled, write_all};
 
 #[test]
 fn a_backup_of_a_mostly_cold_node_verifies_and_restores_to_equal_digests() {

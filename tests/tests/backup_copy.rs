@@ -8,25 +8,12 @@
 //! backup under the name, a missing source and an unreachable destination are refused.
 //! With moto (scripts/test's venv) a copy also goes from a directory to S3.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use prism_tests::cold_model::{call, check_all, text, wait_spilled, write_all, TIMEOUT};
-use prism_tests::fleet::{Fleet, FleetOptions, RespConn};
+use prism_tests::backups::{backup, digests, files, manifest, node};
+use prism_tests::cold_model::{call, check_all, text, wait_spilled, write_all};
 use prism_tests::moto::{create_bucket, credentials_file, start_moto};
-use prism_tests::prism_bin;
-
-fn backup(args: &[&str]) -> Output {
-    let out = Command::new(prism_bin()).arg("backup").args(args).output().expect("run prism backup");
-    eprintln!(
-        "prism backup {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -40,53 +27,10 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("backup.json")).expect("backup.json")).expect("json")
-}
-
-/// slot -> (rows, digest) over every shard of a backup's manifest (XOR per slot).
-fn digests(dir: &Path) -> BTreeMap<u64, (u64, Vec<u8>)> {
-    let mut out: BTreeMap<u64, (u64, Vec<u8>)> = BTreeMap::new();
-    for shard in manifest(dir)["shards"].as_array().expect("shards") {
-        for s in shard["slots"].as_array().expect("slots") {
-            let hex = s["digest"].as_str().expect("digest");
-            let bytes: Vec<u8> =
-                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-            let e = out.entry(s["slot"].as_u64().unwrap()).or_insert((0, vec![0; 32]));
-            e.0 += s["rows"].as_u64().unwrap();
-            e.1.iter_mut().zip(&bytes).for_each(|(a, b)| *a ^= b);
-        }
-    }
-    out
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let (mut todo, mut out) = (vec![dir.to_path_buf()], Vec::new());
-    while let Some(p) = todo.pop() {
-        if p.is_dir() {
-            todo.extend(std::fs::read_dir(&p).expect("dir").flatten().map(|e| e.path()));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The number right before `what` in a summary line (`..., 3 copied (...)`).
 fn count(summary: &str, what: &str) -> u64 {
     let before = summary.split(what).next().expect("summary");
     before.split_whitespace().last().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{what} in {summary}"))
-}
-
-fn node(extra: &[&str]) -> (Fleet, RespConn) {
-    let opts =
-        FleetOptions { nodes: 1, extra_args: extra.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-    let fleet = Fleet::start(&opts).expect("node starts");
-    fleet.wait_for_leader(None, TIMEOUT).expect("leader");
-    let c = RespConn::connect(fleet.client_addrs()[0], TIMEOUT).expect("connect");
-    (fleet, c)
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use prism_engine::Slot;
+use prism_tests::backups::files;
 use prism_tests::cold_model::{call, check_all, info_field, text, wait_spilled, write_all, TIMEOUT};
 use prism_tests::fleet::{Fleet, FleetOptions, RespConn};
 
@@ -170,7 +171,7 @@ fn writers_wait_for_the_spiller_and_unchanged_slots_spill_without_a_write() {
     wait_spilled(&mut c, maxmemory);
 
     let cold_dir = fleet.data_dir(0).expect("data dir").join("cold");
-    let objects = || walk(&cold_dir);
+    let objects = || files(&cold_dir).len() as u64;
     let (files, spills, unchanged) =
         (objects(), info_field(&mut c, "tiering", "spills"), info_field(&mut c, "tiering", "spills_unchanged"));
     for (_, k) in &keys {
@@ -182,11 +183,4 @@ fn writers_wait_for_the_spiller_and_unchanged_slots_spill_without_a_write() {
     let written = objects() - files;
     assert!(reused > 0, "slots read and not written spilled by naming their object again");
     assert!(written < spilled, "{written} objects written for {spilled} spills of a read-only pass");
-}
-
-/// Files under `dir`, recursively.
-fn walk(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
-        .unwrap_or(0)
 }
