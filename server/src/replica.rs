@@ -112,6 +112,7 @@ pub fn topology(members: &[GroupMember], me: u64, leader: Option<u64>, epoch: u6
             config_epoch: epoch,
             zone: None,
             suspect: false,
+            failed: false,
         })
         .collect();
     let myself = members.iter().position(|m| m.id == me).unwrap_or(0);

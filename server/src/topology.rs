@@ -24,6 +24,8 @@ pub struct ClusterNode {
     pub zone: Option<String>,
     /// Not heard from lately (CLUSTER NODES `fail?`, link `disconnected`).
     pub suspect: bool,
+    /// Not heard from for long (CLUSTER NODES `fail` instead of `fail?`).
+    pub failed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +69,7 @@ impl Topology {
                 config_epoch: 1,
                 zone: None,
                 suspect: false,
+                failed: false,
             }],
             shards: vec![(shard_id, vec![(0, SLOT_COUNT as u16 - 1)])],
             slot_shard: vec![0; SLOT_COUNT],

@@ -297,12 +297,14 @@ fn describe(t: &Topology, index: usize, local: IpAddr, tls: Option<crate::tls::T
         line.push_str("myself,");
     }
     line.push_str(if n.primary { "master" } else { "slave" });
-    if n.suspect {
+    if n.failed {
+        line.push_str(",fail");
+    } else if n.suspect {
         line.push_str(",fail?");
     }
     let master = if n.primary { None } else { t.primary_of(n.shard) };
     // Myself reports no ping and no pong; peers are reported as just heard from (a fleet
-    // node not heard from lately is `fail?`, its link `disconnected`).
+    // node not heard from lately is `fail?`, then `fail`, its link `disconnected`).
     let pong = if myself { 0 } else { now_ms };
     let link = if n.suspect { "disconnected" } else { "connected" };
     let _ = write!(line, " {} 0 {pong} {} {link}", master.map_or("-", |m| m.id.as_str()), n.config_epoch);

@@ -34,8 +34,11 @@ use crate::topology::{ClusterNode, Topology};
 
 /// How often a node tells the others its status.
 const EVERY: Duration = Duration::from_millis(1000);
-/// A node not heard from for this long is suspect (`fail?` in CLUSTER NODES).
+/// A node not heard from for this long is suspect (`fail?` in CLUSTER NODES)...
 const SUSPECT_AFTER: Duration = Duration::from_millis(3500);
+/// ... and for this long, failed (`fail`: where Redis marks a node once a majority of
+/// masters agree it is down; here, once it has been silent well past suspicion).
+const FAIL_AFTER: Duration = Duration::from_secs(10);
 /// How long one status delivery may take.
 const SEND_TTL: Duration = Duration::from_millis(800);
 
@@ -175,14 +178,12 @@ impl FleetView {
         }
     }
 
-    fn suspect(&self, node: u64) -> bool {
+    /// How long `node` has not been heard from (since this node started, if never).
+    fn silent_for(&self, node: u64) -> Duration {
         if node == self.me {
-            return false;
+            return Duration::ZERO;
         }
-        match self.heard.lock().get(&node) {
-            Some(t) => t.elapsed() > SUSPECT_AFTER,
-            None => self.started.elapsed() > SUSPECT_AFTER,
-        }
+        self.heard.lock().get(&node).unwrap_or(&self.started).elapsed()
     }
 
     /// The cluster as clients see it: every shard of the file, this shard from its own
@@ -218,6 +219,7 @@ impl FleetView {
                     myself = nodes.len();
                 }
                 let zone = self.spec.members().find(|(_, s)| s.id == m.id).and_then(|(_, s)| s.zone.clone());
+                let silent = self.silent_for(m.id);
                 nodes.push(ClusterNode {
                     id: cluster_id(m.id),
                     ip: m.host.clone(),
@@ -227,7 +229,8 @@ impl FleetView {
                     primary: m.id == leader,
                     config_epoch: term,
                     zone,
-                    suspect: self.suspect(m.id),
+                    suspect: silent > SUSPECT_AFTER,
+                    failed: silent > FAIL_AFTER,
                 });
             }
         }
