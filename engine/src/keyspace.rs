@@ -385,9 +385,14 @@ impl Keyspace {
         self.mem.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// Slots whose table holds at least one key (tables never built count as empty).
+    /// Whether `slot`'s table holds a key: a probe that leaves a table never built unbuilt.
+    pub fn has_keys(&self, slot: Slot) -> bool {
+        SlotRead::existing(self, slot.get()).is_some_and(|t| !t.is_empty())
+    }
+
+    /// Slots whose table holds at least one key.
     pub fn slots_with_keys(&self) -> usize {
-        (0..SLOT_COUNT).filter(|&s| SlotRead::existing(self, s as u16).is_some_and(|t| !t.is_empty())).count()
+        Slot::all().filter(|&s| self.has_keys(s)).count()
     }
 
     /// Number of keys, including expired ones not yet removed.

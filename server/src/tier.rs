@@ -386,7 +386,7 @@ fn coldest(node: &Node, n: usize) -> Vec<u16> {
     let ks = &node.keyspace;
     let now = node.tiering.tick();
     let mut aged: Vec<(u32, u16)> = Slot::all()
-        .filter(|s| !ks.tier.is_cold(s.get()) && !ks.slot(*s).is_empty())
+        .filter(|s| !ks.tier.is_cold(s.get()) && ks.has_keys(*s))
         .filter(|s| ks.meta.serving(s.get()) == prism_engine::shard_meta::Serving::Owned)
         .map(|s| (now.wrapping_sub(ks.tier.touched(s.get())), s.get()))
         .collect();
