@@ -290,14 +290,15 @@ async fn members_are_added_and_a_dead_one_replaced() {
     }
     let mut four = four.expect("node 4 answers");
 
-    // A member that does not lead refuses membership changes.
-    let follower = (leader + 1) % 3;
-    let mut f = client(&fleet, follower).await;
-    assert!(f.cmd(&["RAFT", "REMOVE", "4"]).await.starts_with("-READONLY"), "change on a follower");
-    assert!(l.cmd(&["RAFT", "ADD", "x", "127.0.0.1:1"]).await.starts_with("-ERR"), "bad id");
+    // A member that does not lead refuses membership changes. Leadership may move on a
+    // loaded machine, so the member asked is one that does not lead at that moment.
+    let three = fleet.client_addrs();
+    let refused = refused_off_the_leader(&three, &["RAFT", "REMOVE", "4"]).await;
+    assert!(refused.starts_with("-READONLY"), "change on a follower answered {refused:?}");
+    assert!(on_leader(&three, &["RAFT", "ADD", "x", "127.0.0.1:1"]).await.starts_with("-ERR"), "bad id");
 
-    assert_eq!(l.cmd(&["RAFT", "ADD", "4", &format!("127.0.0.1:{port}@{peer}")]).await, "+OK\r\n");
-    let members = parse_members(&l.cmd(&["RAFT", "MEMBERS"]).await);
+    assert_eq!(on_leader(&three, &["RAFT", "ADD", "4", &format!("127.0.0.1:{port}@{peer}")]).await, "+OK\r\n");
+    let members = parse_members(&on_leader(&three, &["RAFT", "MEMBERS"]).await);
     assert_eq!(members.iter().filter(|m| m.3 == "voter").count(), 4, "{members:?}");
     assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
     eventually("node 4 holds the data", async || four.cmd(&["GET", "m:49"]).await == bulk("x")).await;
@@ -307,16 +308,77 @@ async fn members_are_added_and_a_dead_one_replaced() {
     })
     .await;
 
-    // Replace a dead follower: remove it; writes keep committing on {leader, other, 4}.
-    let dead = (leader + 2) % 3;
+    // Replace a dead follower: remove it; writes keep committing on the other three
+    // (node 4 among them, which may by now lead).
+    let mut all = three.clone();
+    all.push(four_addr);
+    let leader = leader_among(&all).await;
+    let dead = (0..3).find(|&i| three[i] != leader).expect("a member of the first three that does not lead");
     fleet.kill(dead);
-    assert_eq!(l.cmd(&["RAFT", "REMOVE", &(dead as u64 + 1).to_string()]).await, "+OK\r\n");
-    let members = parse_members(&l.cmd(&["RAFT", "MEMBERS"]).await);
+    let live: Vec<SocketAddr> = all.iter().copied().filter(|a| *a != three[dead]).collect();
+    let removed = (dead as u64 + 1).to_string();
+    assert_eq!(on_leader(&live, &["RAFT", "REMOVE", &removed]).await, "+OK\r\n");
+    let members = parse_members(&on_leader(&live, &["RAFT", "MEMBERS"]).await);
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(members.iter().all(|m| m.0 != dead as u64 + 1));
-    assert_eq!(l.cmd(&["SET", "after", "replace"]).await, "+OK\r\n");
-    assert_eq!(l.cmd(&["WAIT", "2", "10000"]).await, ":2\r\n");
+    assert_eq!(on_leader(&live, &["SET", "after", "replace"]).await, "+OK\r\n");
     eventually("node 4 follows", async || four.cmd(&["GET", "after"]).await == bulk("replace")).await;
+    assert_eq!(on_leader(&live, &["WAIT", "2", "10000"]).await, ":2\r\n");
+}
+
+/// The member of `addrs` that answers `role:leader` with the highest term (bounded wait).
+async fn leader_among(addrs: &[SocketAddr]) -> SocketAddr {
+    let deadline = Instant::now() + LEADER_TIMEOUT;
+    loop {
+        let mut best: Option<(u64, SocketAddr)> = None;
+        for addr in addrs {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
+            else {
+                continue;
+            };
+            drop(stream);
+            let info = RawClient::connect(*addr).await.cmd(&["INFO", "raft"]).await;
+            let term = info.lines().find_map(|l| l.strip_prefix("term:")).and_then(|t| t.trim().parse().ok());
+            if let (true, Some(term)) = (info.contains("role:leader"), term) {
+                best = best.max(Some((term, *addr)));
+            }
+        }
+        if let Some((_, addr)) = best {
+            return addr;
+        }
+        assert!(Instant::now() < deadline, "no leader among {addrs:?} within {LEADER_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `args` to whichever member of `addrs` leads, again (bounded) while the answer
+/// says leadership moved (`-READONLY`, `-MOVED`, `-TRYAGAIN`); returns the answer.
+async fn on_leader(addrs: &[SocketAddr], args: &[&str]) -> String {
+    let mut reply = String::new();
+    for _ in 0..10 {
+        reply = RawClient::connect(leader_among(addrs).await).await.cmd(args).await;
+        if !["-READONLY", "-MOVED", "-TRYAGAIN"].iter().any(|p| reply.starts_with(p)) {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reply
+}
+
+/// Sends `args` to a member of `addrs` that does not lead, and returns its answer unless
+/// leadership moved meanwhile (then asks again, bounded).
+async fn refused_off_the_leader(addrs: &[SocketAddr], args: &[&str]) -> String {
+    let mut reply = String::new();
+    for _ in 0..10 {
+        let leader = leader_among(addrs).await;
+        let other = *addrs.iter().find(|a| **a != leader).expect("a member that does not lead");
+        reply = RawClient::connect(other).await.cmd(args).await;
+        if leader_among(addrs).await == leader {
+            return reply;
+        }
+    }
+    reply
 }
 
 /// A fleet with a 200 ms heartbeat: a transfer waits out the voters' leader lease (8x the
