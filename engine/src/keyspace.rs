@@ -160,6 +160,12 @@ impl SlotTable {
         self.map.get(key).filter(|e| !e.is_expired(now_ms))
     }
 
+    /// Whether `key` has an entry, live or expired.
+    #[inline]
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.map.contains_key(key)
+    }
+
     /// The key and entry at a position (live or not).
     pub fn get_index(&self, i: usize) -> Option<(&[u8], &Entry)> {
         self.map.get_index(i).map(|(k, e)| (&**k, e))
@@ -228,20 +234,18 @@ impl SlotTable {
         self.modify(key, now_ms, |cur| *cur = Some(entry));
     }
 
-    /// Inserts the rows of a loaded partition into this (empty, cold) table: room for
-    /// all of them is made at once and each key is hashed once. A key already present
-    /// (none is: the rows were checked for duplicates and the table of a cold slot is
-    /// empty) is replaced with exact counts, as [`SlotTable::put`] would.
+    /// Inserts the rows of a loaded partition into this cold slot's table, which holds
+    /// the slot's delta: a key the delta holds keeps its delta entry (the newer write,
+    /// expired or not), every other row is added. Room for all rows is made at once and
+    /// each key is hashed once.
     pub(crate) fn put_loaded(&mut self, rows: impl ExactSizeIterator<Item = (CompactBytes, Entry)>) {
-        self.map.reserve_exact(rows.len());
+        self.map.reserve(rows.len());
         for (key, entry) in rows {
-            let key_len = key.len();
-            self.account_added(key_len, &entry);
-            if let (_, Some(old)) = self.map.insert_full(key, entry) {
-                self.mem -= old.mem(key_len);
-                if old.expire_at != 0 {
-                    self.volatile -= 1;
-                }
+            let (mem, volatile) = (entry.mem(key.len()), entry.expire_at != 0);
+            if let indexmap::map::Entry::Vacant(v) = self.map.entry(key) {
+                v.insert(entry);
+                self.mem += mem;
+                self.volatile += usize::from(volatile);
             }
         }
     }
@@ -390,6 +394,23 @@ impl Keyspace {
         SlotRead::existing(self, slot.get()).is_some_and(|t| !t.is_empty())
     }
 
+    /// Whether `key`'s slot table has an entry for it, live or expired (for a cold slot:
+    /// whether its delta decides the key, `tier::manifest`).
+    pub fn holds(&self, key: &[u8]) -> bool {
+        SlotRead::existing(self, Slot::of_key(key).get()).is_some_and(|t| t.holds(key))
+    }
+
+    /// `(slots, keys, bytes)` of the deltas of cold slots (their tables).
+    pub fn delta_totals(&self) -> (u64, u64, u64) {
+        let mut totals = (0, 0, 0);
+        for slot in self.tier.cold_slots() {
+            if let Some(t) = SlotRead::existing(self, slot).filter(|t| !t.is_empty()) {
+                totals = (totals.0 + 1, totals.1 + t.len() as u64, totals.2 + t.mem() as u64);
+            }
+        }
+        totals
+    }
+
     /// Slots whose table holds at least one key.
     pub fn slots_with_keys(&self) -> usize {
         Slot::all().filter(|&s| self.has_keys(s)).count()
@@ -536,10 +557,13 @@ impl Keyspace {
         if let Some(&slot) = named.iter().find(|&&s| !self.meta.accepts_write(s, guarded(s))) {
             return Some(Output::Err(crate::OpError::SlotNotServed(slot)));
         }
-        // A cold slot's table is empty: a write there must wait for the load (the
-        // server loads and retries), never apply to the empty table.
-        if let Some(&slot) = named.iter().find(|&&s| self.tier.is_cold(s)) {
-            return Some(Output::Err(crate::OpError::Cold(slot)));
+        // A cold slot's table holds only its delta (tier::manifest invariants): a write
+        // there must wait for the load (the server loads and retries) unless it replaces
+        // whole values without reading them; then it lands in the delta.
+        if !w.op.overwrites_blindly() {
+            if let Some(&slot) = named.iter().find(|&&s| self.tier.is_cold(s)) {
+                return Some(Output::Err(crate::OpError::Cold(slot)));
+            }
         }
         // EXEC's WATCH on a replicated shard: every member checks the same guard against
         // the versions from before this write (op.rs `Guarded`).
@@ -651,7 +675,9 @@ impl Keyspace {
         let mut slots_seen = 0;
         while examined < budget && slots_seen < budget {
             slots_seen += 1;
-            let table = SlotRead::existing(self, cursor.slot as u16);
+            // A cold slot's delta keeps an expired entry: it hides the object's row for
+            // that key until a load or compaction merges them (tier::manifest).
+            let table = SlotRead::existing(self, cursor.slot as u16).filter(|_| !self.tier.is_cold(cursor.slot as u16));
             let Some(table) = table.filter(|t| t.volatile() > 0) else {
                 *cursor = ExpiryCursor { slot: (cursor.slot + 1) % SLOT_COUNT, remaining: None };
                 continue;

@@ -259,6 +259,17 @@ impl Op {
         }
     }
 
+    /// True when the op replaces each key it names with a whole new value and its output
+    /// does not depend on what was there (plain SET, SETEX, PSETEX, MSET): such a write
+    /// may go to a cold slot's delta without loading the slot (docs/tiering.md).
+    pub fn overwrites_blindly(&self) -> bool {
+        matches!(
+            self,
+            Op::Set { exists: Exists::Any, get: false, ttl: TtlChange::Clear | TtlChange::At(_), .. }
+                | Op::MSet { nx: false, .. }
+        )
+    }
+
     // Recursion for `Op::Multi` needs one concrete closure type.
     fn visit_keys(&self, mut f: &mut dyn FnMut(&[u8])) {
         match self {

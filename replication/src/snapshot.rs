@@ -18,7 +18,7 @@
 //! overwritten), so a member that installed a snapshot agrees with one that replayed the
 //! log. The shard metadata ([`prism_engine::shard_meta`]: slot claims) is the one at the
 //! same instant, and so is the cold-tier manifest ([`prism_engine::tier::manifest`]: the
-//! cold slots' objects; their tables hold no records here). Versions 1 (no versions
+//! cold slots' objects; their records here are their deltas). Versions 1 (no versions
 //! block: every version 0), 2 (no metadata: no claims) and 3 (no manifest: nothing
 //! cold) still decode.
 //!

@@ -12,7 +12,13 @@
 //! stop ([`wait_for_memory`]): backpressure instead of errors, as Redis evicts before
 //! a write.
 //!
-//! Load: a request whose key is in a cold slot waits for [`load`]: one load per slot at a
+//! Compaction: a cold slot whose delta (whole-value writes since the spill, held in its
+//! table) holds memory is picked like a hot slot; its object is fetched, the delta merged
+//! over it into a new object, and `TierOp::Compacted` proposed (a no-op if a write or a
+//! load came in between).
+//!
+//! Load: a request whose key is in a cold slot (and not decided by its delta) waits for
+//! [`load`]: one load per slot at a
 //! time (a per-slot async mutex; whoever waited finds the slot hot and goes on), which
 //! gets the object (its checksum verified), decodes it off the runtime and proposes
 //! `TierOp::Loaded` with the rows; then the request runs again. Failures answer
@@ -62,6 +68,9 @@ pub struct Tiering {
     pub spills: AtomicU64,
     /// Spills that named the object the slot was loaded from ([`spill_unchanged`]).
     pub spills_unchanged: AtomicU64,
+    /// Compactions proposed (a cold slot's delta merged into a new object; also in
+    /// `spills` when applied).
+    pub compactions: AtomicU64,
     pub loads: AtomicU64,
     /// Requests that waited for a load of their key's slot.
     pub cold_waits: AtomicU64,
@@ -151,15 +160,17 @@ pub fn info(node: &Node, out: &mut String) {
     let (parts, rows, bytes) = node.keyspace.tier.totals();
     let t = &node.tiering;
     let gc = &node.cold_gc;
-    let hot = node.keyspace.slots_with_keys();
+    let (delta_parts, delta_keys, delta_bytes) = node.keyspace.delta_totals();
+    let hot = (node.keyspace.slots_with_keys() as u64).saturating_sub(delta_parts);
     let used = node.keyspace.used_memory();
     let waits = t.cold_waits.load(Ordering::Relaxed);
     let _ = write!(
         out,
         "# Tiering\r\ncold_store:{}\r\nhot_partitions:{hot}\r\nhot_bytes:{used}\r\n\
          cold_partitions:{parts}\r\ncold_rows:{rows}\r\ncold_bytes:{bytes}\r\n\
+         delta_partitions:{delta_parts}\r\ndelta_keys:{delta_keys}\r\ndelta_bytes:{delta_bytes}\r\n\
          hot_hit_rate:{:.4}\r\ncold_waits:{waits}\r\nmemory_waits:{}\r\nspills_in_flight:{}\r\n\
-         spills:{}\r\nspills_unchanged:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n\
+         spills:{}\r\nspills_unchanged:{}\r\ncompactions:{}\r\nloads:{}\r\nload_failures:{}\r\nchecksum_failures:{}\r\n\
          gc_sweeps:{}\r\ngc_candidates:{}\r\ngc_deleted_objects:{}\r\ngc_deleted_bytes:{}\r\ngc_failures:{}\r\n",
         t.store().map_or("", |s| s.url()),
         hot_hit_rate(node, waits),
@@ -167,6 +178,7 @@ pub fn info(node: &Node, out: &mut String) {
         t.spills_in_flight.load(Ordering::Relaxed),
         t.spills.load(Ordering::Relaxed),
         t.spills_unchanged.load(Ordering::Relaxed),
+        t.compactions.load(Ordering::Relaxed),
         t.loads.load(Ordering::Relaxed),
         t.load_failures.load(Ordering::Relaxed),
         t.checksum_failures.load(Ordering::Relaxed),
@@ -381,12 +393,13 @@ pub async fn wait_for_memory(node: &Node) {
     }
 }
 
-/// Up to `n` hot, non-empty, locally owned slots, those touched longest ago.
+/// Up to `n` locally owned slots holding keys in memory (hot slots, and cold slots'
+/// deltas), those touched longest ago.
 fn coldest(node: &Node, n: usize) -> Vec<u16> {
     let ks = &node.keyspace;
     let now = node.tiering.tick();
     let mut aged: Vec<(u32, u16)> = Slot::all()
-        .filter(|s| !ks.tier.is_cold(s.get()) && ks.has_keys(*s))
+        .filter(|s| ks.has_keys(*s))
         .filter(|s| ks.meta.serving(s.get()) == prism_engine::shard_meta::Serving::Owned)
         .map(|s| (now.wrapping_sub(ks.tier.touched(s.get())), s.get()))
         .collect();
@@ -407,6 +420,9 @@ async fn spill(node: &Arc<Node>, slot: u16) -> Result<(), String> {
 }
 
 async fn spill_one(node: &Arc<Node>, slot: u16) -> Result<(), String> {
+    if let Some(base) = node.keyspace.tier.entry(slot) {
+        return compact(node, slot, base.object).await;
+    }
     if let Some(done) = spill_unchanged(node, slot).await {
         return done;
     }
@@ -426,11 +442,7 @@ async fn spill_one(node: &Arc<Node>, slot: u16) -> Result<(), String> {
     if before != after {
         return Ok(());
     }
-    let store = node.tiering.store().ok_or("no cold store")?;
-    let stem = format!("slot-{slot:05}/v{before}-{}", &crate::node::random_hex_id()[..12]);
-    // Until the proposal's verdict, the cold-object GC leaves the object alone.
-    let _pin = node.cold_gc.pin(vec![stem.clone()]);
-    let stored = store.put(&stem, obj.bytes).await.map_err(|e| e.to_string())?;
+    let (_pin, stored) = put_object(node, slot, before, obj.bytes).await?;
     let op = Op::Tier(TierOp::Spilled {
         slot,
         object: stored.key.clone(),
@@ -439,19 +451,88 @@ async fn spill_one(node: &Arc<Node>, slot: u16) -> Result<(), String> {
         bytes: stored.len,
         slot_version: before,
     });
+    settle(node, op, store_of(node)?, stored).await.map(drop)
+}
+
+fn store_of(node: &Node) -> Result<&ColdStore, String> {
+    node.tiering.store().ok_or_else(|| "no cold store".to_string())
+}
+
+/// Stores a new object of `slot` encoded at `version`, pinned against the cold-object
+/// GC until the returned pin drops (after the proposal naming it has its verdict).
+async fn put_object(
+    node: &Node,
+    slot: u16,
+    version: u64,
+    bytes: bytes::Bytes,
+) -> Result<(crate::cold_gc::Pin, tier::ObjectRef), String> {
+    let store = store_of(node)?;
+    let stem = format!("slot-{slot:05}/v{version}-{}", &crate::node::random_hex_id()[..12]);
+    let pin = node.cold_gc.pin(vec![stem.clone()]);
+    let stored = store.put(&stem, bytes).await.map_err(|e| e.to_string())?;
+    Ok((pin, stored))
+}
+
+/// Proposes the op naming a just-stored object and settles it: applied, the spill counts
+/// and waiting writers wake; not applied anywhere (the same verdict on every member),
+/// nothing references the object and it is deleted; unknown, it stays (it may be
+/// referenced) for the GC.
+async fn settle(node: &Node, op: Op, store: &ColdStore, stored: tier::ObjectRef) -> Result<bool, String> {
     match propose(node, op).await {
         Ok(Output::Int(1)) => {
             node.tiering.spills.fetch_add(1, Ordering::Relaxed);
             node.tiering.spilled.notify_waiters();
-            Ok(())
+            Ok(true)
         }
-        // Not applied anywhere (the same verdict on every member): nothing references
-        // the object.
         Ok(_) => {
             let _ = store.delete(&stored.key).await;
-            Ok(())
+            Ok(false)
         }
-        // Unknown whether it committed: the object may be referenced, so it stays.
         Err(e) => Err(e),
     }
+}
+
+/// Compacts cold `slot` (docs/tiering.md): its object `base` is fetched and decoded, its
+/// delta merged over it into a new object, and `TierOp::Compacted` proposed; it applies
+/// only if the slot is still cold on `base` with no write since the merge, and then the
+/// delta leaves memory. `Ok` also when it turned out stale.
+async fn compact(node: &Arc<Node>, slot: u16, base: String) -> Result<(), String> {
+    let store = store_of(node)?;
+    let bytes = store.get(&base).await.map_err(|e| {
+        if matches!(e, StoreError::Checksum { .. }) {
+            node.tiering.checksum_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        e.to_string()
+    })?;
+    let (ks, now_ms, object) = (node.keyspace.clone(), node.now_ms(), base.clone());
+    let encoded = tokio::task::spawn_blocking(move || {
+        let partition = tier::format::decode(bytes).map_err(|e| e.to_string())?;
+        let s = Slot::new(u64::from(slot)).ok_or("slot out of range")?;
+        if partition.slot != s {
+            return Err(format!("object {object} holds slot {}", partition.slot.get()));
+        }
+        let before = ks.slot_version(s);
+        let r = tier::compact_slot(&ks, s, &partition, now_ms).map_err(|e| e.to_string())?;
+        Ok((before, ks.slot_version(s), r))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let (before, after, (obj, stats)) = encoded;
+    if before != after {
+        return Ok(());
+    }
+    let (_pin, stored) = put_object(node, slot, before, obj.bytes).await?;
+    let op = Op::Tier(TierOp::Compacted {
+        slot,
+        base,
+        object: stored.key.clone(),
+        crc32c: stored.crc32c,
+        rows: stats.rows,
+        bytes: stored.len,
+        slot_version: before,
+    });
+    if settle(node, op, store, stored).await? {
+        node.tiering.compactions.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }

@@ -284,7 +284,8 @@ async fn sigterm_closes_clients_and_exits_zero() {
 async fn slow_and_failed_commands_are_logged_with_a_request_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut prism = Prism::start_on_free_port(&["--data-dir", path_str(&data)]);
+    // No cold tier: over maxmemory a write is refused at once (a tier would spill).
+    let mut prism = Prism::start_on_free_port(&["--data-dir", path_str(&data), "--cold-store", "none"]);
     let mut c = RawClient::connect(prism.addr).await;
     let id = c.cmd(&["CLIENT", "ID"]).await; // command 1
     let id: u64 = id.trim().trim_start_matches(':').parse().expect("CLIENT ID");

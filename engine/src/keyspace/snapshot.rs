@@ -60,7 +60,7 @@ pub struct SnapshotImage {
     pub versions: Vec<u64>,
     /// The shard's metadata ([`crate::shard_meta`]) at the snapshot's instant.
     pub meta: crate::shard_meta::ShardMetaImage,
-    /// The cold-tier manifest at the snapshot's instant (its slots' tables are empty).
+    /// The cold-tier manifest at the snapshot's instant (its slots' tables hold their deltas).
     pub tier: crate::tier::manifest::ManifestImage,
     /// How many slots were copied by a write before the background copy reached them.
     pub copied_by_writers: usize,

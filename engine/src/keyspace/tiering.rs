@@ -1,11 +1,13 @@
-//! Applying [`TierOp`]s: dropping a spilled slot's entries and restoring a loaded one's,
-//! under the slot's write lock, together with the manifest change (`tier::manifest`).
+//! Applying [`TierOp`]s: dropping a spilled slot's entries, restoring a loaded one's
+//! (merged under its delta), and swapping a compacted slot's object for its delta, each
+//! under the slot's write lock together with the manifest change (`tier::manifest`).
 //!
 //! Invariants:
-//! - Neither op bumps the slot's write version: the slot's contents as clients see them
+//! - No tier op bumps the slot's write version: the slot's contents as clients see them
 //!   do not change (the rows move between memory and an object), so a WATCH or a version
 //!   guard stays valid across them. `Spilled` compares against that version, so a write
-//!   that landed after the encode makes it a no-op.
+//!   that landed after the encode makes it a no-op; so does `Compacted`, which also
+//!   requires the slot to be still cold on the object it merged.
 //! - `Loaded` validates every row (slot and payload) before the first is restored: a bad
 //!   row refuses the whole op and changes nothing.
 //! - A snapshot in progress is given the slot before it changes (as every write does).
@@ -77,12 +79,38 @@ impl Keyspace {
                 if let Some(snap) = self.snapshotting.current() {
                     snap.preserve(*slot, &table);
                 }
-                // A cold slot's table is empty (manifest invariant): no lookups, one
-                // allocation for the whole slot.
+                // A cold slot's table is its delta (manifest invariant): its entries win
+                // over the object's rows. One allocation for the whole slot.
+                let had_delta = !table.is_empty();
                 table.put_loaded(decoded.into_iter());
                 if let Some(entry) = self.tier.set_hot(*slot) {
-                    self.tier.set_loaded_from(*slot, entry, self.versions[s].load(Ordering::Relaxed));
+                    // Only a slot that is exactly its object may be spilled again by
+                    // naming that object (`Manifest::loaded_from`).
+                    if !had_delta {
+                        self.tier.set_loaded_from(*slot, entry, self.versions[s].load(Ordering::Relaxed));
+                    }
                 }
+                self.sync(&mut table);
+                Output::Int(1)
+            }
+            TierOp::Compacted { slot, base, object, crc32c, rows, bytes, slot_version } => {
+                let s = *slot as usize;
+                if s >= SLOT_COUNT {
+                    return Output::Int(0);
+                }
+                let mut table = self.table(*slot).write();
+                let current = self.versions[s].load(Ordering::Relaxed);
+                let owned = self.meta.serving(*slot) == crate::shard_meta::Serving::Owned;
+                let on_base = self.tier.entry(*slot).is_some_and(|e| e.object == *base);
+                if !owned || !on_base || current != *slot_version {
+                    return Output::Int(0);
+                }
+                if let Some(snap) = self.snapshotting.current() {
+                    snap.preserve(*slot, &table);
+                }
+                let entry = ColdEntry { object: object.clone(), crc32c: *crc32c, rows: *rows, bytes: *bytes };
+                self.tier.set_compacted(*slot, entry);
+                table.clear();
                 self.sync(&mut table);
                 Output::Int(1)
             }

@@ -5,12 +5,19 @@
 //! ([`ManifestImage`]).
 //!
 //! Invariants:
-//! - A slot is cold exactly when the manifest has an entry for it; its in-memory table
-//!   is then empty. Both change together under the slot's write lock.
+//! - A slot is cold exactly when the manifest has an entry for it. Its in-memory table
+//!   is then its *delta*: only keys written whole since the spill (plain SET, SETEX,
+//!   PSETEX, MSET: `Op::overwrites_blindly`), each entry the key's current value,
+//!   an expired one included (it hides the object's row for that key: active expiry
+//!   skips cold slots). A key the delta holds is decided by the delta; any other key of
+//!   the slot by the object. A load merges them (the delta wins) and a compaction
+//!   ([`TierOp::Compacted`]) writes them as one new object and empties the delta. Entry
+//!   and table change together under the slot's write lock.
 //! - Each slot has a generation ([`Manifest::generation`]): odd while cold, bumped on
-//!   every transition. A reader that loads the same even generation before and after
-//!   reading a slot's table read hot data that no spill emptied meanwhile; that check is
-//!   the whole hot-path cost of tiering (one relaxed atomic load each side).
+//!   every transition (twice by a compaction, which empties the delta). A reader that
+//!   sees the same transition count before and after reading a slot's table read data
+//!   that no spill, load or compaction replaced meanwhile; that check is the whole
+//!   hot-path cost of tiering (one relaxed atomic load each side).
 //! - Apply never touches the object store (invariant 2): an entry is recorded only after
 //!   the leader stored the object (invariant 3), and a load's rows travel in the log.
 //! - Last-access ticks ([`Manifest::touch`]) are local, not replicated: they only choose
@@ -54,6 +61,11 @@ pub enum TierOp {
     /// manifest still names `object` for the slot (-> `Int(1)`; `Int(0)` when stale).
     /// Rows are `(key, deadline or 0, DUMP payload)`.
     Loaded { slot: u16, object: String, rows: Vec<(Bytes, u64, Bytes)> },
+    /// Cold `slot`'s object `base` merged with its delta at write version `slot_version`
+    /// into `object`: if the slot is still cold on `base` at that version, the manifest
+    /// names `object` instead and the delta is dropped from memory; otherwise nothing
+    /// happens (-> `Int(1)` / `Int(0)`, as `Spilled`).
+    Compacted { slot: u16, base: String, object: String, crc32c: u32, rows: u64, bytes: u64, slot_version: u64 },
 }
 
 /// Where a hot slot's rows came from: the entry it had while cold, its write version
@@ -181,6 +193,24 @@ impl Manifest {
             self.generation[slot as usize].fetch_add(1, Ordering::AcqRel);
             self.transitions.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Replaces cold `slot`'s entry after a compaction (the caller holds its write lock
+    /// and empties the delta): a transition for readers, the generation staying odd.
+    pub(crate) fn set_compacted(&self, slot: u16, entry: ColdEntry) {
+        self.loaded_from.lock().remove(&slot);
+        let mut entries = self.entries.lock();
+        self.add(&entry, 1);
+        // Two steps keep it odd; one if the slot was not cold (the caller checks it was).
+        let step = match entries.insert(slot, entry) {
+            Some(old) => {
+                self.add(&old, -1);
+                2
+            }
+            None => 1,
+        };
+        self.generation[slot as usize].fetch_add(step, Ordering::AcqRel);
+        self.transitions.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Clears `slot`'s entry, if any (the caller holds its write lock).

@@ -9,12 +9,13 @@
 //!        (encode under the       (manifest entry,        (get + verify +
 //!         slot's read lock)       next step)              decode, then apply)
 //! ```
-//! What exists: the object format ([`format`]), the store ([`store`]) and the round trip
-//! of one slot ([`partition`]). What is next: the replicated manifest (the leader writes
-//! the object, then proposes its reference through Raft; replicas drop the in-memory
-//! copy), the spill policy (maxmemory watermarks), deltas over cold partitions, backups.
-//! Nothing here runs inside apply: loading waits on the store, so it happens outside it,
-//! and only the final restore goes through the write path (invariant 2).
+//! Here: the object format ([`format`]), the store ([`store`]), the replicated manifest
+//! ([`manifest`]: which slots are cold, under which object; a cold slot's table is its
+//! delta) and the encodes of one slot ([`partition`]: a spill, a compaction of object +
+//! delta). The policy (watermarks, loads, compaction) runs on the node
+//! (`server/src/tier.rs`). Nothing here runs inside apply: loading waits on the store, so
+//! it happens outside it, and only the final restore goes through the write path
+//! (invariant 2).
 
 pub mod format;
 pub mod manifest;
@@ -24,5 +25,5 @@ pub mod store;
 mod tests;
 
 pub use format::{EncodedPartition, FormatError, Partition, Row};
-pub use partition::{load_into, spill_slot, LoadError, RestoreTarget, SpillStats};
+pub use partition::{compact_slot, load_into, spill_slot, LoadError, RestoreTarget, SpillStats};
 pub use store::{ColdStore, ObjectRef, StoreError};

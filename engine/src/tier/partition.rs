@@ -1,12 +1,14 @@
-//! The round trip of one partition (a slot, for now): spill it to an object's bytes, and
-//! restore an object's rows into a keyspace.
+//! The round trip of one partition (a slot): spill it to an object's bytes, compact a
+//! cold slot's object and delta into a new object's bytes, and restore an object's rows
+//! into a keyspace.
 //!
 //! Invariants:
-//! - [`spill_slot`] reads the slot under its read lock for the whole encode, so the object
-//!   is one consistent state of the slot (writes to that slot wait; other slots do not).
-//!   Expired entries not yet purged are kept, as a snapshot keeps them: replicas hold them
-//!   until a purge write removes them. In-memory data is not dropped here (that needs the
-//!   replicated manifest, next).
+//! - [`spill_slot`] and [`compact_slot`] read the slot under its read lock for the whole
+//!   encode, so the object is one consistent state of the slot (writes to that slot
+//!   wait; other slots do not). Expired entries not yet purged are kept, as a snapshot
+//!   keeps them: replicas hold them until a purge write removes them (a compaction drops
+//!   an expired delta entry with the row it hides). Nothing in memory is dropped here:
+//!   that is the replicated manifest's apply (`keyspace/tiering.rs`).
 //! - [`load_into`] restores all rows or none: the object is decoded and every row
 //!   validated ([`format::decode`], then a full DUMP decode of each) before the first
 //!   restore is applied. Rows go through
@@ -43,6 +45,41 @@ pub fn spill_slot(keyspace: &Keyspace, slot: Slot) -> Result<(EncodedPartition, 
             }
         }
     }
+    finish(enc, slot)
+}
+
+/// Encodes cold `slot`'s delta merged over `base`, the decoded object the manifest names
+/// for it, into one new object (a compaction; consistent: under the slot's read lock).
+/// A delta entry replaces the object's row for its key; one expired at `now_ms` removes
+/// it (the key is gone, as a purge would remove it). Object rows the delta does not
+/// decide are copied with their deadlines, expired or not, as a spill keeps them.
+pub fn compact_slot(
+    keyspace: &Keyspace,
+    slot: Slot,
+    base: &format::Partition,
+    now_ms: u64,
+) -> Result<(EncodedPartition, SpillStats), FormatError> {
+    let mut enc = PartitionEncoder::new(slot);
+    {
+        let table = keyspace.slot(slot);
+        for i in 0..table.len() {
+            if let Some((key, entry)) = table.get_index(i).filter(|(_, e)| !e.is_expired(now_ms)) {
+                enc.push(key, entry)?;
+            }
+        }
+        for (index, row) in base.rows.iter().enumerate() {
+            if table.holds(&row.key) {
+                continue;
+            }
+            let value = crate::dump::decode(&row.payload)
+                .map_err(|e| FormatError::Row { index: index as u64, reason: format!("value: {e}") })?;
+            enc.push(&row.key, &crate::keyspace::Entry { value, expire_at: row.expire_at })?;
+        }
+    }
+    finish(enc, slot)
+}
+
+fn finish(enc: PartitionEncoder, slot: Slot) -> Result<(EncodedPartition, SpillStats), FormatError> {
     let obj = enc.finish()?;
     let stats = SpillStats {
         slot,

@@ -388,4 +388,122 @@ mod manifest {
         assert!(!ks.tier.is_cold(slot().get()));
         assert_eq!(ks.tier.totals(), (0, 0, 0));
     }
+
+    /// Plain SET, SET ... PXAT in the past (the key's latest write, already expired) and
+    /// MSET: writes that replace whole values without reading them.
+    fn blind_writes() -> Vec<Op> {
+        let set = |k: &'static str, v: &'static str, ttl| Op::Set {
+            key: Bytes::from_static(k.as_bytes()),
+            value: Bytes::from_static(v.as_bytes()),
+            exists: crate::Exists::Any,
+            ttl,
+            get: false,
+        };
+        vec![
+            set("{p}h", "now a string", crate::TtlChange::Clear),
+            set("{p}new", "fresh", crate::TtlChange::At(4_102_444_800_000)),
+            set("{p}l", "gone", crate::TtlChange::At(1)),
+            Op::MSet { pairs: vec![(Bytes::from_static(b"{p}s"), Bytes::from_static(b"v2"))], nx: false },
+        ]
+    }
+
+    /// The sample slot spilled as object "o1", then `blind_writes` applied to it cold;
+    /// also returns the object's rows and the same writes applied to a hot copy.
+    fn cold_with_delta() -> (Keyspace, Vec<(Bytes, u64, Bytes)>, Keyspace) {
+        let ks = sample();
+        let (op, rows) = spilled(&ks, ks.slot_version(slot()));
+        assert_eq!(apply(&ks, Op::Tier(op)), Output::Int(1));
+        let model = sample();
+        for w in blind_writes() {
+            assert_eq!(apply(&ks, w.clone()), Output::Ok, "{w:?} on the cold slot");
+            assert_eq!(apply(&model, w), Output::Ok);
+        }
+        (ks, rows, model)
+    }
+
+    #[test]
+    fn blind_writes_to_a_cold_slot_go_to_its_delta_and_win_over_the_object() {
+        let (ks, rows, model) = cold_with_delta();
+        assert!(ks.tier.is_cold(slot().get()), "the slot stays cold");
+        assert_eq!(ks.slot(slot()).len(), 4);
+        assert!(ks.holds(b"{p}l") && !ks.holds(b"{p}set"), "the delta decides only what it holds");
+        assert_eq!(ks.delta_totals().0, 1);
+        // Writes that read the old value still need the load.
+        let nx = Op::Set {
+            key: Bytes::from_static(b"{p}s"),
+            value: Bytes::from_static(b"x"),
+            exists: crate::Exists::Absent,
+            ttl: crate::TtlChange::Clear,
+            get: false,
+        };
+        for w in [nx, Op::Del { keys: vec![Bytes::from_static(b"{p}new")] }] {
+            assert_eq!(apply(&ks, w), Output::Err(OpError::Cold(slot().get())));
+        }
+        // Active expiry leaves the delta's expired entry: it hides the object's list.
+        let mut cursor = crate::keyspace::ExpiryCursor::default();
+        for _ in 0..20 {
+            assert!(ks.find_expired(&mut cursor, 10, 4096).is_empty());
+        }
+
+        let load = Op::Tier(TierOp::Loaded { slot: slot().get(), object: "o1".into(), rows });
+        assert_eq!(apply(&ks, load), Output::Int(1));
+        assert!(!ks.tier.is_cold(slot().get()));
+        assert_eq!(dump_slot(&ks, slot()), dump_slot(&model, slot()), "object + delta = the writes on a hot slot");
+        assert_eq!(ks.key_count(), model.key_count());
+        let charged: usize = {
+            let t = ks.slot(slot());
+            (0..t.len()).filter_map(|i| t.get_index(i)).map(|(k, e)| e.mem(k.len())).sum()
+        };
+        assert_eq!(ks.used_memory(), charged as u64, "delta and object rows both counted, once");
+        assert_eq!(ks.stats().volatile, model.stats().volatile);
+        assert!(ks.get(b"{p}l", 2, |e| e.is_none()), "the expired write hides the object's list");
+        assert!(ks.tier.loaded_from(slot().get()).is_none(), "a merged slot is not its object: no reuse");
+    }
+
+    #[test]
+    fn a_compaction_writes_object_and_delta_as_one_object_and_empties_the_delta() {
+        let (ks, rows, model) = cold_with_delta();
+        let base = format::Partition {
+            slot: slot(),
+            rows: rows
+                .iter()
+                .map(|(key, expire_at, payload)| format::Row {
+                    key: key.clone(),
+                    expire_at: *expire_at,
+                    payload: payload.clone(),
+                })
+                .collect(),
+        };
+        let v = ks.slot_version(slot());
+        let (obj, stats) = compact_slot(&ks, slot(), &base, 2).expect("compact");
+        // The expired delta entry removed the key: 10 rows + 1 new - 1 expired.
+        assert_eq!(stats.rows, 10);
+        let compacted = |base: &str, version| {
+            Op::Tier(TierOp::Compacted {
+                slot: slot().get(),
+                base: base.into(),
+                object: "o2".into(),
+                crc32c: stats.crc32c,
+                rows: stats.rows,
+                bytes: stats.object_bytes,
+                slot_version: version,
+            })
+        };
+        let generation = ks.tier.generation(slot().get());
+        assert_eq!(apply(&ks, compacted("o0", v)), Output::Int(0), "not the object the manifest names");
+        assert_eq!(apply(&ks, compacted("o1", v + 1)), Output::Int(0), "a write landed after the merge");
+        assert_eq!(ks.slot(slot()).len(), 4);
+        assert_eq!(apply(&ks, compacted("o1", v)), Output::Int(1));
+        assert!(ks.tier.is_cold(slot().get()) && ks.slot(slot()).is_empty() && ks.used_memory() == 0);
+        assert_eq!(ks.tier.entry(slot().get()).map(|e| (e.object, e.rows)), Some(("o2".to_string(), 10)));
+        assert_eq!(ks.tier.generation(slot().get()), generation + 2, "odd still, and readers see a transition");
+        assert_eq!(ks.slot_version(slot()), v);
+
+        // The new object is the model minus the key whose last write expired.
+        let back = Keyspace::new();
+        load_into(&back, obj.bytes).expect("load the compacted object");
+        let mut expected = dump_slot(&model, slot());
+        expected.retain(|(k, _, _)| k != b"{p}l");
+        assert_eq!(dump_slot(&back, slot()), expected);
+    }
 }

@@ -143,13 +143,30 @@ impl Snapshot {
             oldest_s,
         ));
         let (parts, rows, bytes) = node.keyspace.tier.totals();
+        let (delta_parts, delta_keys, delta_bytes) = node.keyspace.delta_totals();
         let t = &node.tiering;
         figures.extend([
             ("cold_partitions", "Slots whose data is in the cold store, not in memory.", Gauge, None, parts as f64),
             ("cold_keys", "Keys in cold partitions (DBSIZE counts them too).", Gauge, None, rows as f64),
             ("cold", "Size of the cold partitions' objects.", Gauge, Some(Unit::Bytes), bytes as f64),
             ("tier_spills", "Slots spilled to the cold store by this node.", Counter, None, get(&t.spills)),
-            ("hot_partitions", "Slots holding keys in memory.", Gauge, None, node.keyspace.slots_with_keys() as f64),
+            (
+                "hot_partitions",
+                "Slots whose keys are in memory.",
+                Gauge,
+                None,
+                (node.keyspace.slots_with_keys() as u64).saturating_sub(delta_parts) as f64,
+            ),
+            ("delta_partitions", "Cold slots with writes in memory (a delta).", Gauge, None, delta_parts as f64),
+            ("delta_keys", "Keys in the deltas of cold slots.", Gauge, None, delta_keys as f64),
+            ("delta", "Memory held by the deltas of cold slots.", Gauge, Some(Unit::Bytes), delta_bytes as f64),
+            (
+                "tier_compactions",
+                "Cold slots whose delta this node merged into a new object.",
+                Counter,
+                None,
+                get(&t.compactions),
+            ),
             (
                 "tier_cold_waits",
                 "Requests that waited for a load of their key's cold slot.",

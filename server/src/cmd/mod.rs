@@ -258,7 +258,7 @@ fn execute_checked(
     // The cold tier (tier.rs): a key in a cold slot is loaded first. `tier_mark` tells
     // below whether a slot changed tier while this request read.
     let tier_mark = node.keyspace.tier.transitions();
-    if let Some(slot) = cold_key(node, spec, args).or_else(|| cold_slot_arg(node, full_name, args)) {
+    if let Some(slot) = cold_key(node, conn, spec, args).or_else(|| cold_slot_arg(node, full_name, args)) {
         return Some(Exec::Load(slot));
     }
     if let Some(r) = node.replica() {
@@ -366,10 +366,16 @@ fn execute_checked(
     Some(Exec::Done)
 }
 
-/// The slot of the request's first key in a cold slot, if any; records the access of
-/// every key's slot for the spiller (one load each, and a store when the tick moved).
+/// The slot of the request's first key in a cold slot, if the request needs that slot
+/// loaded; records the access of every key's slot for the spiller (one load each, and a
+/// store when the tick moved).
+///
+/// A cold slot's table is its delta (docs/tiering.md): a write that replaces whole values
+/// without reading them goes there (the engine agrees, `Op::overwrites_blindly`), and a
+/// read whose keys in cold slots the delta all decides is answered from it. Inside MULTI
+/// everything loads: EXEC applies as one op, which the engine refuses on a cold slot.
 #[inline]
-fn cold_key(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
+fn cold_key(node: &Node, conn: &ConnState, spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
     let tier = &node.keyspace.tier;
     let tick = node.tiering.tick();
     let mut cold = None;
@@ -380,7 +386,31 @@ fn cold_key(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> Option<u16> {
             cold = Some(slot);
         }
     }
-    cold
+    let slot = cold?;
+    if conn.multi.is_some() {
+        return Some(slot);
+    }
+    let delta_decides = if spec.has(flag::WRITE) {
+        overwrites_blindly(spec.name, args)
+    } else {
+        spec.key_indexes_in(args).all(|i| !tier.is_cold(Slot::of_key(&args[i]).get()) || node.keyspace.holds(&args[i]))
+    };
+    (!delta_decides).then_some(slot)
+}
+
+/// Whether the command replaces whole string values and answers without reading them:
+/// SET with no NX / XX / GET / KEEPTTL, SETEX, PSETEX, MSET. Whatever this accepts
+/// parses to an op `Op::overwrites_blindly` accepts (a write the engine refused on a
+/// cold slot would answer `-TRYAGAIN` on a replicated shard).
+fn overwrites_blindly(name: &str, args: &[Bytes]) -> bool {
+    match name {
+        "setex" | "psetex" | "mset" => true,
+        "set" => !args
+            .iter()
+            .skip(3)
+            .any(|a| [&b"nx"[..], b"xx", b"get", b"keepttl"].iter().any(|o| a.eq_ignore_ascii_case(o))),
+        _ => false,
+    }
 }
 
 /// A cold slot named by a slot argument that needs the slot's keys in memory (docs/tiering.md):
