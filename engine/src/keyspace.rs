@@ -394,6 +394,11 @@ impl Keyspace {
         SlotRead::existing(self, slot.get()).is_some_and(|t| !t.is_empty())
     }
 
+    /// Bytes `slot`'s table holds (0 for a table never built).
+    pub fn slot_memory(&self, slot: Slot) -> usize {
+        SlotRead::existing(self, slot.get()).map_or(0, |t| t.mem())
+    }
+
     /// Whether `key`'s slot table has an entry for it, live or expired (for a cold slot:
     /// whether its delta decides the key, `tier::manifest`).
     pub fn holds(&self, key: &[u8]) -> bool {

@@ -126,8 +126,8 @@ pub struct ConnState {
     pub rerun: bool,
     /// Replicated node: the log index of this connection's last committed write (WAIT).
     pub last_write_index: u64,
-    /// This request already waited for the spiller (`Exec::MemoryWait`): over
-    /// `maxmemory` again, it is refused.
+    /// This request waited for the spiller and may not again (the spiller stalled, or
+    /// it waited 64 times): over `maxmemory` again, it is refused.
     pub memory_waited: bool,
     /// A reply the command will give once this future resolves (WAIT, RAFT ADD ...): the
     /// connection waits for it, without blocking anyone else, before it runs more.
@@ -197,7 +197,10 @@ pub async fn run_request(node: &Node, state: &mut ConnState, args: &[Bytes], out
 async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut ReplyWriter) {
     // A request touching many cold slots loads them one by one; past this it gives up.
     const MAX_LOADS: usize = 64;
-    let mut loads = 0;
+    // Waits for the spiller each of which ended with memory under the limit, before a
+    // write still over it is refused.
+    const MAX_MEMORY_WAITS: usize = 64;
+    let (mut loads, mut memory_waits) = (0, 0);
     state.memory_waited = false;
     loop {
         match cmd::execute(node, state, args, out) {
@@ -232,8 +235,11 @@ async fn run(node: &Node, state: &mut ConnState, args: &[Bytes], out: &mut Reply
                 if !state.pending.is_empty() {
                     pending::commit(node, state, out).await;
                 }
-                crate::tier::wait_for_memory(node).await;
-                state.memory_waited = true;
+                // Memory back under the limit: another writer may take it first, and
+                // this one waits again (bounded); a stalled spiller ends the waiting.
+                memory_waits += 1;
+                let room = crate::tier::wait_for_memory(node).await;
+                state.memory_waited = !room || memory_waits >= MAX_MEMORY_WAITS;
                 state.waited();
                 continue;
             }

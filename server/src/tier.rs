@@ -46,7 +46,7 @@ use crate::node::Node;
 const TICK: Duration = Duration::from_millis(20);
 /// Slots spilled at once: their encodes and store writes (an fsync each, locally)
 /// overlap, which matters when slots are small.
-const SPILL_CONCURRENCY: usize = 4;
+const SPILL_CONCURRENCY: usize = 16;
 /// A write over `maxmemory` is refused OOM once the spiller has finished no spill for
 /// this long (the store is down, or nothing is left to spill)...
 const MEMORY_STALL: Duration = Duration::from_secs(2);
@@ -225,7 +225,7 @@ pub async fn load(node: &Node, slot: u16) -> Result<(), CmdError> {
     // A load adds the slot to memory: over `maxmemory`, it first lets the spiller make
     // room (then loads anyway: a read is served, not refused).
     if node.over_maxmemory() && spills_here(node) {
-        wait_for_memory(node).await;
+        let _ = wait_for_memory(node).await;
     }
     let lock = node.tiering.loading.lock().entry(slot).or_default().clone();
     let _guard = lock.lock().await;
@@ -370,8 +370,9 @@ pub fn spills_here(node: &Node) -> bool {
 
 /// Waits until used memory is at most `maxmemory`, keeping the spiller awake, while
 /// spills keep finishing ([`MEMORY_STALL`], [`MEMORY_WAIT_MAX`]): a write over the limit
-/// waits here (module header), then runs or is refused.
-pub async fn wait_for_memory(node: &Node) {
+/// waits here (module header), then runs or is refused. True when memory is under the
+/// limit, false when the wait gave up.
+pub async fn wait_for_memory(node: &Node) -> bool {
     use tokio::time::Instant;
     let t = &node.tiering;
     t.memory_waits.fetch_add(1, Ordering::Relaxed);
@@ -384,18 +385,23 @@ pub async fn wait_for_memory(node: &Node) {
             (seen, progress) = (spills, now);
         }
         if now - progress > MEMORY_STALL || now - start > MEMORY_WAIT_MAX {
-            return;
+            return false;
         }
         // Registered before the wake, so a spill finishing in between is not missed.
         let spilled = t.spilled.notified();
         t.wake.notify_one();
         let _ = tokio::time::timeout(TICK, spilled).await;
     }
+    true
 }
 
 /// Up to `n` locally owned slots holding keys in memory (hot slots, and cold slots'
-/// deltas), those touched longest ago.
+/// deltas) to spill or compact: of the `CANDIDATES * n` touched longest ago, those
+/// holding the most bytes. Every spill costs about the same (an object put, a proposal),
+/// so a round frees most when it takes the big ones; a cold slot's small delta then
+/// waits for a round where it is among the oldest and nothing bigger is.
 fn coldest(node: &Node, n: usize) -> Vec<u16> {
+    const CANDIDATES: usize = 4;
     let ks = &node.keyspace;
     let now = node.tiering.tick();
     let mut aged: Vec<(u32, u16)> = Slot::all()
@@ -403,11 +409,17 @@ fn coldest(node: &Node, n: usize) -> Vec<u16> {
         .filter(|s| ks.meta.serving(s.get()) == prism_engine::shard_meta::Serving::Owned)
         .map(|s| (now.wrapping_sub(ks.tier.touched(s.get())), s.get()))
         .collect();
-    if aged.len() > n {
-        aged.select_nth_unstable_by(n, |a, b| b.cmp(a));
-        aged.truncate(n);
+    let wide = n * CANDIDATES;
+    if aged.len() > wide {
+        aged.select_nth_unstable_by(wide, |a, b| b.cmp(a));
+        aged.truncate(wide);
     }
-    aged.into_iter().map(|(_, slot)| slot).collect()
+    let mut sized: Vec<(usize, u16)> = aged
+        .into_iter()
+        .filter_map(|(_, slot)| Slot::new(u64::from(slot)).map(|s| (ks.slot_memory(s), slot)))
+        .collect();
+    sized.sort_unstable_by(|a, b| b.cmp(a));
+    sized.into_iter().take(n).map(|(_, slot)| slot).collect()
 }
 
 /// Spills one slot (module header). `Ok` also when the spill turned out stale.

@@ -10,6 +10,12 @@
 //!   while a writer pours new keys at full speed so the node keeps spilling; the rounds
 //!   alternate. Reports each phase's percentiles and the spills during the writing ones.
 //!
+//! - `writes`: the same keys, then Zipf SETs of whole new values at depth 1. A plain SET
+//!   to a cold key goes to its slot's delta without a load; with `--xx` every SET is
+//!   `SET ... XX`, which must read the key first and so loads a cold slot (the path every
+//!   write to a cold key took before deltas): the two runs side by side are the gain.
+//!   A Zipf read pass afterwards checks the values.
+//!
 //! Against redis-server the same commands run; INFO `tiering` is absent there, so loads
 //! and spills read as zero. bench/scripts/tier-bench starts the servers and runs this.
 
@@ -56,6 +62,26 @@ enum Mode {
         #[arg(long, default_value_t = 30.0)]
         seconds: f64,
         /// Keys already written by an earlier run with the same --keys and --value-bytes.
+        #[arg(long)]
+        skip_load: bool,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Zipf SETs over N keys, most of them cold (module header).
+    Writes {
+        #[arg(long, default_value_t = 600_000)]
+        keys: u64,
+        #[arg(long, default_value_t = 1024)]
+        value_bytes: usize,
+        #[arg(long, default_value_t = 0.99)]
+        zipf: f64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// `SET key value XX`: a write that reads the key first (loads a cold slot).
+        #[arg(long)]
+        xx: bool,
         #[arg(long)]
         skip_load: bool,
         #[arg(long, default_value_t = 42)]
@@ -113,6 +139,36 @@ async fn main() -> Result<()> {
                 after.used_memory >> 20,
             );
             run.verdict(args.allow_missing)?;
+        }
+        Mode::Writes { keys, value_bytes, zipf, connections, seconds, xx, skip_load, seed } => {
+            if keys == 0 || zipf.is_nan() || zipf <= 0.0 {
+                bail!("--keys must be positive and --zipf above 0");
+            }
+            if !skip_load {
+                let t = Instant::now();
+                load_slot_by_slot(&args.addr, keys, value_bytes).await?;
+                println!("loaded {keys} keys of {value_bytes} B in {:.1} s", t.elapsed().as_secs_f64());
+            }
+            let before = tiering(&args.addr).await?;
+            let run = zipf_writes(&args.addr, keys, value_bytes, zipf, connections, seconds, xx, seed).await?;
+            let after = tiering(&args.addr).await?;
+            report(&args.label, if xx { "zipf SET XX" } else { "zipf SET" }, &run, seconds);
+            println!(
+                "{}: node meanwhile: {} loads, {} spills, {} compactions, {} load failures; delta keys {}; used_memory {} MB",
+                args.label,
+                after.loads - before.loads,
+                after.spills - before.spills,
+                after.compactions - before.compactions,
+                after.load_failures - before.load_failures,
+                after.delta_keys,
+                after.used_memory >> 20,
+            );
+            if let Some(e) = &run.first_error {
+                bail!("{} writes answered an error, the first {e}", run.errors);
+            }
+            let check = zipf_reads(&args.addr, keys, value_bytes, zipf, connections, 3.0, seed ^ 1).await?;
+            report(&args.label, "check: zipf GET", &check, 3.0);
+            check.verdict(args.allow_missing)?;
         }
         Mode::Hot { hot_keys, hot_tags, value_bytes, connections, seconds, rounds, seed } => {
             if hot_keys == 0 || hot_tags == 0 {
@@ -214,13 +270,15 @@ async fn load_slot_by_slot(addr: &str, n: u64, len: usize) -> Result<()> {
 struct Run {
     hist: Histogram<u64>,
     errors: u64,
+    /// The first error reply, for the report.
+    first_error: Option<String>,
     missing: u64,
     wrong: u64,
 }
 
 impl Run {
     fn new() -> Run {
-        Run { hist: histogram(), errors: 0, missing: 0, wrong: 0 }
+        Run { hist: histogram(), errors: 0, first_error: None, missing: 0, wrong: 0 }
     }
 
     fn count(&mut self, r: &Reply, i: u64, len: usize) {
@@ -266,6 +324,60 @@ async fn zipf_reads(addr: &str, n: u64, len: usize, s: f64, conns: usize, secs: 
                 let r = cl.call(&[b"GET".to_vec(), zkey(i).into_bytes()]).await?;
                 run.hist.record(t.elapsed().as_micros().max(1) as u64)?;
                 run.count(&r, i, len);
+            }
+            anyhow::Ok(run)
+        }));
+    }
+    merge(tasks).await
+}
+
+/// Zipf SETs (module header): key `i` gets a new value of the same shape, so the reads
+/// that check afterwards still recognize it.
+#[allow(clippy::too_many_arguments)]
+async fn zipf_writes(
+    addr: &str,
+    n: u64,
+    len: usize,
+    s: f64,
+    conns: usize,
+    secs: f64,
+    xx: bool,
+    seed: u64,
+) -> Result<Run> {
+    let zipf = Zipf::new(n as f64, s).context("zipf parameters")?;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut cl = Client::connect(&addr).await?;
+            let mut run = Run::new();
+            let mut round = 0u64;
+            while Instant::now() < deadline {
+                let i = zipf.sample(&mut rng) as u64 - 1;
+                round += 1;
+                let mut v = value(i, len);
+                // A different tail each time: a real overwrite, the same prefix and length.
+                let tail = format!("{round:08}");
+                let at = v.len().saturating_sub(tail.len()).max(13);
+                v.truncate(at);
+                v.extend_from_slice(&tail.as_bytes()[..len.saturating_sub(at).min(tail.len())]);
+                let mut cmd = vec![b"SET".to_vec(), zkey(i).into_bytes(), v];
+                if xx {
+                    cmd.push(b"XX".to_vec());
+                }
+                let t = Instant::now();
+                let r = cl.call(&cmd).await?;
+                run.hist.record(t.elapsed().as_micros().max(1) as u64)?;
+                match r {
+                    Reply::Status(_) => {}
+                    Reply::Nil => run.missing += 1,
+                    other => {
+                        run.errors += 1;
+                        run.first_error.get_or_insert_with(|| format!("{other:?}"));
+                    }
+                }
             }
             anyhow::Ok(run)
         }));
@@ -319,6 +431,7 @@ async fn merge(tasks: Vec<tokio::task::JoinHandle<Result<Run>>>) -> Result<Run> 
         let r = t.await??;
         all.hist.add(&r.hist)?;
         all.errors += r.errors;
+        all.first_error = all.first_error.or(r.first_error);
         all.missing += r.missing;
         all.wrong += r.wrong;
     }
@@ -347,6 +460,8 @@ fn report(label: &str, what: &str, run: &Run, secs: f64) {
 struct Tiering {
     loads: u64,
     spills: u64,
+    compactions: u64,
+    delta_keys: u64,
     load_failures: u64,
     used_memory: u64,
 }
@@ -365,6 +480,8 @@ async fn tiering(addr: &str) -> Result<Tiering> {
     Ok(Tiering {
         loads: field("loads"),
         spills: field("spills"),
+        compactions: field("compactions"),
+        delta_keys: field("delta_keys"),
         load_failures: field("load_failures"),
         used_memory: field("used_memory"),
     })

@@ -166,7 +166,8 @@ pub enum Exec {
     /// A key is in this cold slot: load it (`tier::load`), then run this request again.
     Load(u16),
     /// A write over `maxmemory` on a node that spills: wait for the spiller to make room
-    /// (`tier::wait_for_memory`, bounded), then run this request again, once.
+    /// (`tier::wait_for_memory`, bounded), then run this request again; again while each
+    /// wait ends with room made (other writers may take it first), at most 64 times.
     MemoryWait,
 }
 
