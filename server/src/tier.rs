@@ -44,6 +44,9 @@ use crate::node::Node;
 
 /// How often the spiller looks at memory.
 const TICK: Duration = Duration::from_millis(20);
+/// Access ticks (one per [`TICK`], and one per spill round) after which an untouched
+/// slot is idle: the spiller weighs idle slots by age x bytes ([`coldest`]).
+const IDLE_TICKS: u32 = 50;
 /// Slots spilled at once: their encodes and store writes (an fsync each, locally)
 /// overlap, which matters when slots are small.
 const SPILL_CONCURRENCY: usize = 16;
@@ -396,30 +399,39 @@ pub async fn wait_for_memory(node: &Node) -> bool {
 }
 
 /// Up to `n` locally owned slots holding keys in memory (hot slots, and cold slots'
-/// deltas) to spill or compact: of the `CANDIDATES * n` touched longest ago, those
-/// holding the most bytes. Every spill costs about the same (an object put, a proposal),
-/// so a round frees most when it takes the big ones; a cold slot's small delta then
-/// waits for a round where it is among the oldest and nothing bigger is.
+/// deltas) to spill or compact. Every spill costs about the same (an object put, a
+/// proposal), whatever it frees, so the choice weighs bytes as well as age:
+/// - among slots untouched for at least [`IDLE_TICKS`], those with the highest age x
+///   bytes: a big slot read once goes before a small delta of the same age, which is
+///   cheap to keep and costs as much to compact;
+/// - when fewer than `n` are that idle (a hot set, or a writer everywhere), the biggest
+///   of the `4 n` touched longest ago: slots in use are never weighed by size alone.
 fn coldest(node: &Node, n: usize) -> Vec<u16> {
-    const CANDIDATES: usize = 4;
     let ks = &node.keyspace;
     let now = node.tiering.tick();
-    let mut aged: Vec<(u32, u16)> = Slot::all()
-        .filter(|s| ks.has_keys(*s))
+    let mut aged: Vec<(u32, u64, u16)> = Slot::all()
         .filter(|s| ks.meta.serving(s.get()) == prism_engine::shard_meta::Serving::Owned)
-        .map(|s| (now.wrapping_sub(ks.tier.touched(s.get())), s.get()))
+        .filter_map(|s| {
+            let bytes = ks.slot_memory(s) as u64;
+            (bytes > 0).then(|| (now.wrapping_sub(ks.tier.touched(s.get())), bytes, s.get()))
+        })
         .collect();
-    let wide = n * CANDIDATES;
-    if aged.len() > wide {
-        aged.select_nth_unstable_by(wide, |a, b| b.cmp(a));
-        aged.truncate(wide);
+    let idle = aged.iter().filter(|(age, _, _)| *age >= IDLE_TICKS).count();
+    let mut picked: Vec<(u64, u16)> = if idle >= n {
+        aged.iter().filter(|(age, _, _)| *age >= IDLE_TICKS).map(|&(age, b, s)| (u64::from(age) * b, s)).collect()
+    } else {
+        let wide = 4 * n;
+        if aged.len() > wide {
+            aged.select_nth_unstable_by(wide, |a, b| b.0.cmp(&a.0));
+            aged.truncate(wide);
+        }
+        aged.into_iter().map(|(_, b, s)| (b, s)).collect()
+    };
+    if picked.len() > n {
+        picked.select_nth_unstable_by(n, |a, b| b.cmp(a));
+        picked.truncate(n);
     }
-    let mut sized: Vec<(usize, u16)> = aged
-        .into_iter()
-        .filter_map(|(_, slot)| Slot::new(u64::from(slot)).map(|s| (ks.slot_memory(s), slot)))
-        .collect();
-    sized.sort_unstable_by(|a, b| b.cmp(a));
-    sized.into_iter().take(n).map(|(_, slot)| slot).collect()
+    picked.into_iter().map(|(_, slot)| slot).collect()
 }
 
 /// Spills one slot (module header). `Ok` also when the spill turned out stale.
