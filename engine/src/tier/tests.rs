@@ -506,4 +506,114 @@ mod manifest {
         expected.retain(|(k, _, _)| k != b"{p}l");
         assert_eq!(dump_slot(&back, slot()), expected);
     }
+
+    /// Random writes (blind ones to the delta of a cold slot, others after a load),
+    /// spills, compactions, loads and reads of one slot, beside the same writes on a
+    /// keyspace that never tiers: every read and every write's reply agree, and at the
+    /// end the live keys are equal.
+    #[test]
+    fn random_tier_moves_under_writes_match_a_keyspace_that_never_tiers() {
+        use std::collections::HashMap;
+        let key = |i: u64| Bytes::from(format!("{{p}}k{i}"));
+        for seed in 0..40u64 {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let (ks, model) = (Keyspace::new(), Keyspace::new());
+            let mut objects: HashMap<String, Vec<format::Row>> = HashMap::new();
+            let mut now = 1_000u64;
+            let at = |ks: &Keyspace, now, op| ks.apply(&Write { now_ms: now, op });
+            // Brings the cold slot back, as a node's load does.
+            let load = |ks: &Keyspace, objects: &HashMap<String, Vec<format::Row>>, now| {
+                let entry = ks.tier.entry(slot().get()).expect("cold");
+                let rows = objects[&entry.object].iter().map(|r| (r.key.clone(), r.expire_at, r.payload.clone()));
+                let op = Op::Tier(TierOp::Loaded { slot: slot().get(), object: entry.object, rows: rows.collect() });
+                assert_eq!(at(ks, now, op), Output::Int(1), "seed {seed}");
+            };
+            for step in 0..400 {
+                now += rng.random_range(0..40);
+                let cold = ks.tier.is_cold(slot().get());
+                let k = key(rng.random_range(0..12));
+                let value = Bytes::from(format!("v{step}"));
+                let ttl = match rng.random_range(0..4) {
+                    0 => crate::TtlChange::At(now + rng.random_range(1..200)),
+                    1 => crate::TtlChange::At(now.saturating_sub(5)),
+                    _ => crate::TtlChange::Clear,
+                };
+                match rng.random_range(0..12) {
+                    0..=3 => {
+                        let op = if rng.random_bool(0.5) {
+                            Op::Set { key: k, value, exists: crate::Exists::Any, ttl, get: false }
+                        } else {
+                            let pairs =
+                                (0..rng.random_range(1..4)).map(|_| (key(rng.random_range(0..12)), value.clone()));
+                            Op::MSet { pairs: pairs.collect(), nx: false }
+                        };
+                        assert_eq!(at(&ks, now, op.clone()), at(&model, now, op), "seed {seed} step {step}");
+                    }
+                    4..=5 => {
+                        let op = match rng.random_range(0..3) {
+                            0 => Op::Append { key: k, value },
+                            1 => Op::Del { keys: vec![k] },
+                            _ => Op::Set { key: k, value, exists: crate::Exists::Absent, ttl, get: true },
+                        };
+                        if cold {
+                            assert_eq!(at(&ks, now, op.clone()), Output::Err(OpError::Cold(slot().get())));
+                            load(&ks, &objects, now);
+                        }
+                        assert_eq!(at(&ks, now, op.clone()), at(&model, now, op), "seed {seed} step {step}");
+                    }
+                    6 if !cold => {
+                        let (obj, stats) = spill_slot(&ks, slot()).expect("spill");
+                        let name = format!("o{step}");
+                        objects.insert(name.clone(), format::decode(obj.bytes).expect("decode").rows);
+                        let op = TierOp::Spilled {
+                            slot: slot().get(),
+                            object: name,
+                            crc32c: stats.crc32c,
+                            rows: stats.rows,
+                            bytes: stats.object_bytes,
+                            slot_version: ks.slot_version(slot()),
+                        };
+                        assert_eq!(at(&ks, now, Op::Tier(op)), Output::Int(1));
+                    }
+                    7 if cold => {
+                        let base = ks.tier.entry(slot().get()).expect("cold").object;
+                        let partition = format::Partition { slot: slot(), rows: objects[&base].clone() };
+                        let (obj, stats) = compact_slot(&ks, slot(), &partition, now).expect("compact");
+                        let name = format!("o{step}");
+                        objects.insert(name.clone(), format::decode(obj.bytes).expect("decode").rows);
+                        let op = TierOp::Compacted {
+                            slot: slot().get(),
+                            base,
+                            object: name,
+                            crc32c: stats.crc32c,
+                            rows: stats.rows,
+                            bytes: stats.object_bytes,
+                            slot_version: ks.slot_version(slot()),
+                        };
+                        assert_eq!(at(&ks, now, Op::Tier(op)), Output::Int(1));
+                        assert!(ks.slot(slot()).is_empty(), "the delta left memory");
+                    }
+                    8 if cold => load(&ks, &objects, now),
+                    _ => {
+                        // A read is served where the node serves it: a hot slot, or a
+                        // key the delta decides; otherwise the node loads first.
+                        if cold && !ks.holds(&k) {
+                            load(&ks, &objects, now);
+                        }
+                        let read = |ks: &Keyspace| ks.get(&k, now, |e| e.map(|e| (e.value.clone(), e.expire_at)));
+                        assert_eq!(read(&ks), read(&model), "seed {seed} step {step}: GET {k:?}");
+                    }
+                }
+            }
+            if ks.tier.is_cold(slot().get()) {
+                load(&ks, &objects, now);
+            }
+            let live = |ks: &Keyspace| {
+                let mut v: Vec<_> = dump_slot(ks, slot()).into_iter().filter(|(_, e, _)| *e == 0 || *e > now).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(live(&ks), live(&model), "seed {seed}: the live keys at the end");
+        }
+    }
 }
