@@ -50,42 +50,14 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Mode {
     /// Zipf GETs over N keys, most of them cold.
-    Zipf {
-        #[arg(long, default_value_t = 600_000)]
-        keys: u64,
-        #[arg(long, default_value_t = 1024)]
-        value_bytes: usize,
-        #[arg(long, default_value_t = 0.99)]
-        zipf: f64,
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
-        #[arg(long, default_value_t = 30.0)]
-        seconds: f64,
-        /// Keys already written by an earlier run with the same --keys and --value-bytes.
-        #[arg(long)]
-        skip_load: bool,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Zipf(ZipfArgs),
     /// Zipf SETs over N keys, most of them cold (module header).
     Writes {
-        #[arg(long, default_value_t = 600_000)]
-        keys: u64,
-        #[arg(long, default_value_t = 1024)]
-        value_bytes: usize,
-        #[arg(long, default_value_t = 0.99)]
-        zipf: f64,
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
-        #[arg(long, default_value_t = 30.0)]
-        seconds: f64,
+        #[command(flatten)]
+        zipf: ZipfArgs,
         /// `SET key value XX`: a write that reads the key first (loads a cold slot).
         #[arg(long)]
         xx: bool,
-        #[arg(long)]
-        skip_load: bool,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
     },
     /// Hot-set reads alone, then while a writer makes the node spill.
     Hot {
@@ -109,20 +81,49 @@ enum Mode {
     },
 }
 
+/// The keys written slot by slot and the Zipf draw over them (`zipf` and `writes`).
+#[derive(clap::Args, Debug)]
+struct ZipfArgs {
+    #[arg(long, default_value_t = 600_000)]
+    keys: u64,
+    #[arg(long, default_value_t = 1024)]
+    value_bytes: usize,
+    #[arg(long, default_value_t = 0.99)]
+    zipf: f64,
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Keys already written by an earlier run with the same --keys and --value-bytes.
+    #[arg(long)]
+    skip_load: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl ZipfArgs {
+    /// Checks the arguments and writes the keys unless `--skip-load`.
+    async fn prepare(&self, addr: &str) -> Result<()> {
+        if self.keys == 0 || self.zipf.is_nan() || self.zipf <= 0.0 {
+            bail!("--keys must be positive and --zipf above 0");
+        }
+        if !self.skip_load {
+            let t = Instant::now();
+            load_slot_by_slot(addr, self.keys, self.value_bytes).await?;
+            println!("loaded {} keys of {} B in {:.1} s", self.keys, self.value_bytes, t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     println!("# machine: {} cores, {}", num_cpus(), load_average());
     match args.mode {
-        Mode::Zipf { keys, value_bytes, zipf, connections, seconds, skip_load, seed } => {
-            if keys == 0 || zipf.is_nan() || zipf <= 0.0 {
-                bail!("--keys must be positive and --zipf above 0");
-            }
-            if !skip_load {
-                let t = Instant::now();
-                load_slot_by_slot(&args.addr, keys, value_bytes).await?;
-                println!("loaded {keys} keys of {value_bytes} B in {:.1} s", t.elapsed().as_secs_f64());
-            }
+        Mode::Zipf(z) => {
+            z.prepare(&args.addr).await?;
+            let ZipfArgs { keys, value_bytes, zipf, connections, seconds, seed, .. } = z;
             let before = tiering(&args.addr).await?;
             let run = zipf_reads(&args.addr, keys, value_bytes, zipf, connections, seconds, seed).await?;
             let after = tiering(&args.addr).await?;
@@ -140,15 +141,9 @@ async fn main() -> Result<()> {
             );
             run.verdict(args.allow_missing)?;
         }
-        Mode::Writes { keys, value_bytes, zipf, connections, seconds, xx, skip_load, seed } => {
-            if keys == 0 || zipf.is_nan() || zipf <= 0.0 {
-                bail!("--keys must be positive and --zipf above 0");
-            }
-            if !skip_load {
-                let t = Instant::now();
-                load_slot_by_slot(&args.addr, keys, value_bytes).await?;
-                println!("loaded {keys} keys of {value_bytes} B in {:.1} s", t.elapsed().as_secs_f64());
-            }
+        Mode::Writes { zipf: z, xx } => {
+            z.prepare(&args.addr).await?;
+            let ZipfArgs { keys, value_bytes, zipf, connections, seconds, seed, .. } = z;
             let before = tiering(&args.addr).await?;
             let run = zipf_writes(&args.addr, keys, value_bytes, zipf, connections, seconds, xx, seed).await?;
             let after = tiering(&args.addr).await?;

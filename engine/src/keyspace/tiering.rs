@@ -29,27 +29,11 @@ impl Keyspace {
     pub(super) fn apply_tier(&self, op: &TierOp) -> Output {
         match op {
             TierOp::Spilled { slot, object, crc32c, rows, bytes, slot_version } => {
-                let s = *slot as usize;
-                if s >= SLOT_COUNT {
-                    return Output::Int(0);
-                }
-                let mut table = self.table(*slot).write();
-                let current = self.versions[s].load(Ordering::Relaxed);
-                // The count check is defence in depth: an equal version means an equal table.
-                // Only a slot this shard owns and is not moving spills: a migration moves
-                // keys out of the table, which a cold slot does not hold.
-                let owned = self.meta.serving(*slot) == crate::shard_meta::Serving::Owned;
-                if !owned || self.tier.is_cold(*slot) || current != *slot_version || table.len() as u64 != *rows {
-                    return Output::Int(0);
-                }
-                if let Some(snap) = self.snapshotting.current() {
-                    snap.preserve(*slot, &table);
-                }
                 let entry = ColdEntry { object: object.clone(), crc32c: *crc32c, rows: *rows, bytes: *bytes };
-                self.tier.set_cold(*slot, entry);
-                table.clear();
-                self.sync(&mut table);
-                Output::Int(1)
+                // The count check is defence in depth: an equal version means an equal table.
+                self.to_object(*slot, entry, *slot_version, false, |table| {
+                    !self.tier.is_cold(*slot) && table.len() as u64 == *rows
+                })
             }
             TierOp::Loaded { slot, object, rows } => {
                 let s = *slot as usize;
@@ -94,26 +78,47 @@ impl Keyspace {
                 Output::Int(1)
             }
             TierOp::Compacted { slot, base, object, crc32c, rows, bytes, slot_version } => {
-                let s = *slot as usize;
-                if s >= SLOT_COUNT {
-                    return Output::Int(0);
-                }
-                let mut table = self.table(*slot).write();
-                let current = self.versions[s].load(Ordering::Relaxed);
-                let owned = self.meta.serving(*slot) == crate::shard_meta::Serving::Owned;
-                let on_base = self.tier.entry(*slot).is_some_and(|e| e.object == *base);
-                if !owned || !on_base || current != *slot_version {
-                    return Output::Int(0);
-                }
-                if let Some(snap) = self.snapshotting.current() {
-                    snap.preserve(*slot, &table);
-                }
                 let entry = ColdEntry { object: object.clone(), crc32c: *crc32c, rows: *rows, bytes: *bytes };
-                self.tier.set_compacted(*slot, entry);
-                table.clear();
-                self.sync(&mut table);
-                Output::Int(1)
+                self.to_object(*slot, entry, *slot_version, true, |_| {
+                    self.tier.entry(*slot).is_some_and(|e| e.object == *base)
+                })
             }
         }
+    }
+
+    /// `Spilled` and `Compacted`: under the slot's write lock, if the shard owns the slot
+    /// (and is not moving it: a migration moves keys out of the table, which a cold slot
+    /// does not hold), it is still at `slot_version` and `ready` holds, the table (the
+    /// slot's rows, or a cold slot's delta) leaves memory and the manifest names `entry`
+    /// (-> `Int(1)`); otherwise nothing changes (-> `Int(0)`).
+    fn to_object(
+        &self,
+        slot: u16,
+        entry: ColdEntry,
+        slot_version: u64,
+        compacted: bool,
+        ready: impl FnOnce(&super::SlotTable) -> bool,
+    ) -> Output {
+        let s = slot as usize;
+        if s >= SLOT_COUNT {
+            return Output::Int(0);
+        }
+        let mut table = self.table(slot).write();
+        let current = self.versions[s].load(Ordering::Relaxed);
+        let owned = self.meta.serving(slot) == crate::shard_meta::Serving::Owned;
+        if !owned || current != slot_version || !ready(&table) {
+            return Output::Int(0);
+        }
+        if let Some(snap) = self.snapshotting.current() {
+            snap.preserve(slot, &table);
+        }
+        if compacted {
+            self.tier.set_compacted(slot, entry);
+        } else {
+            self.tier.set_cold(slot, entry);
+        }
+        table.clear();
+        self.sync(&mut table);
+        Output::Int(1)
     }
 }
