@@ -301,29 +301,50 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-async fn zipf_reads(addr: &str, n: u64, len: usize, s: f64, conns: usize, secs: f64, seed: u64) -> Result<Run> {
+/// Runs `conns` connections for `secs` seconds, each sending the command `cmd(i, n)`
+/// for key ranks drawn from Zipf(`s`) over `n` keys (its `n`-th request) at depth 1, and
+/// recording each reply's latency and `check(run, reply, i)`.
+#[allow(clippy::too_many_arguments)]
+async fn zipf_clients(
+    addr: &str,
+    n: u64,
+    s: f64,
+    conns: usize,
+    secs: f64,
+    seed: u64,
+    cmd: impl Fn(u64, u64) -> Vec<Vec<u8>> + Clone + Send + 'static,
+    check: impl Fn(&mut Run, Reply, u64) + Clone + Send + 'static,
+) -> Result<Run> {
     let zipf = Zipf::new(n as f64, s).context("zipf parameters")?;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let addr = addr.to_string();
+        let (addr, cmd, check) = (addr.to_string(), cmd.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut cl = Client::connect(&addr).await?;
             let mut run = Run::new();
+            let mut sent = 0u64;
             while Instant::now() < deadline {
                 // Zipf ranks start at 1; rank r is key r-1, so the hottest keys are spread
                 // over slots by the key hash like any others.
                 let i = zipf.sample(&mut rng) as u64 - 1;
+                sent += 1;
+                let command = cmd(i, sent);
                 let t = Instant::now();
-                let r = cl.call(&[b"GET".to_vec(), zkey(i).into_bytes()]).await?;
+                let r = cl.call(&command).await?;
                 run.hist.record(t.elapsed().as_micros().max(1) as u64)?;
-                run.count(&r, i, len);
+                check(&mut run, r, i);
             }
             anyhow::Ok(run)
         }));
     }
     merge(tasks).await
+}
+
+async fn zipf_reads(addr: &str, n: u64, len: usize, s: f64, conns: usize, secs: f64, seed: u64) -> Result<Run> {
+    let get = |i: u64, _| vec![b"GET".to_vec(), zkey(i).into_bytes()];
+    zipf_clients(addr, n, s, conns, secs, seed, get, move |run, r, i| run.count(&r, i, len)).await
 }
 
 /// Zipf SETs (module header): key `i` gets a new value of the same shape, so the reads
@@ -339,45 +360,28 @@ async fn zipf_writes(
     xx: bool,
     seed: u64,
 ) -> Result<Run> {
-    let zipf = Zipf::new(n as f64, s).context("zipf parameters")?;
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let addr = addr.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = SmallRng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let mut cl = Client::connect(&addr).await?;
-            let mut run = Run::new();
-            let mut round = 0u64;
-            while Instant::now() < deadline {
-                let i = zipf.sample(&mut rng) as u64 - 1;
-                round += 1;
-                let mut v = value(i, len);
-                // A different tail each time: a real overwrite, the same prefix and length.
-                let tail = format!("{round:08}");
-                let at = v.len().saturating_sub(tail.len()).max(13);
-                v.truncate(at);
-                v.extend_from_slice(&tail.as_bytes()[..len.saturating_sub(at).min(tail.len())]);
-                let mut cmd = vec![b"SET".to_vec(), zkey(i).into_bytes(), v];
-                if xx {
-                    cmd.push(b"XX".to_vec());
-                }
-                let t = Instant::now();
-                let r = cl.call(&cmd).await?;
-                run.hist.record(t.elapsed().as_micros().max(1) as u64)?;
-                match r {
-                    Reply::Status(_) => {}
-                    Reply::Nil => run.missing += 1,
-                    other => {
-                        run.errors += 1;
-                        run.first_error.get_or_insert_with(|| format!("{other:?}"));
-                    }
-                }
-            }
-            anyhow::Ok(run)
-        }));
-    }
-    merge(tasks).await
+    let set = move |i: u64, round: u64| {
+        let mut v = value(i, len);
+        // A different tail each time: a real overwrite, the same prefix and length.
+        let tail = format!("{round:08}");
+        let at = v.len().saturating_sub(tail.len()).max(13);
+        v.truncate(at);
+        v.extend_from_slice(&tail.as_bytes()[..len.saturating_sub(at).min(tail.len())]);
+        let mut cmd = vec![b"SET".to_vec(), zkey(i).into_bytes(), v];
+        if xx {
+            cmd.push(b"XX".to_vec());
+        }
+        cmd
+    };
+    let check = |run: &mut Run, r: Reply, _| match r {
+        Reply::Status(_) => {}
+        Reply::Nil => run.missing += 1,
+        other => {
+            run.errors += 1;
+            run.first_error.get_or_insert_with(|| format!("{other:?}"));
+        }
+    };
+    zipf_clients(addr, n, s, conns, secs, seed, set, check).await
 }
 
 async fn hot_reads(addr: &str, n: u64, tags: u64, len: usize, conns: usize, secs: f64, seed: u64) -> Result<Run> {
