@@ -422,5 +422,29 @@ async fn status(spec: &FleetSpec) -> Result<(), String> {
             ids(&row.down),
         );
     }
+    // The metadata group, as its voters see it (the first that answers).
+    let voters = spec.metadata_voters();
+    let mut meta = None;
+    for (_, m) in spec.members().filter(|(_, m)| voters.contains(&m.id)) {
+        if let Some(i) = info(&format!("{}:{}", m.host, m.port), "metadata").await {
+            meta = Some(i);
+            break;
+        }
+    }
+    match meta {
+        Some(m) => {
+            let get = |k: &str| m.get(k).map_or("-", String::as_str);
+            println!(
+                "metadata: voters {} leader {} term {} learners {} config epoch {} claims {}",
+                ids(&voters),
+                get("meta_leader"),
+                get("meta_term"),
+                get("meta_learners"),
+                get("catalog_epoch"),
+                get("catalog_claims"),
+            );
+        }
+        None => println!("metadata: voters {} (none answered)", ids(&voters)),
+    }
     Ok(())
 }

@@ -48,6 +48,8 @@ pub struct Replica {
     pub me: u64,
     /// The rest of the fleet, when the node runs from a topology file.
     pub fleet: Option<Arc<FleetView>>,
+    /// This node's part in the fleet's metadata group (with a topology file).
+    pub catalog: Option<Arc<crate::fleet::catalog::Catalog>>,
     /// The members (and whether each votes) as the group's membership names them,
     /// refreshed when it changes; the configured list until the first membership is known.
     members: RwLock<Vec<(GroupMember, bool)>>,
@@ -190,11 +192,24 @@ impl Replica {
         };
         let listen = tokio::spawn(prism_replication::network::serve(listener, me, host.groups.clone()));
         let group = ShardGroup::start(&host, group_id, members, log.group(group_id), sm, options).await?;
+        let catalog = match &fleet {
+            Some(view) => {
+                let meta = crate::fleet::catalog::META_GROUP;
+                let catalog =
+                    crate::fleet::catalog::Catalog::start(&host, &view.spec, log.group(meta), &raft_dir).await?;
+                // What the catalog already holds (this node's copy, from its last run)
+                // routes before any gossip arrives.
+                view.absorb(&catalog.contents());
+                Some(Arc::new(catalog))
+            }
+            None => None,
+        };
         let replica = Arc::new(Replica {
             group,
             group_id,
             me,
             fleet,
+            catalog,
             members: RwLock::new(roster.iter().map(|m| (m.clone(), true)).collect()),
             stale_reads: config.unsafe_stale_reads,
             peer_auth,
@@ -220,6 +235,8 @@ impl Replica {
             replica.tasks.lock().push(tokio::spawn(gossip));
             let mover = crate::fleet::mover::run(Arc::downgrade(node), Arc::downgrade(&replica));
             replica.tasks.lock().push(tokio::spawn(mover));
+            let record = crate::fleet::catalog::run(Arc::downgrade(node), Arc::downgrade(&replica));
+            replica.tasks.lock().push(tokio::spawn(record));
         }
         tracing::info!(node_id = me, peer = %peer_bind, "member of shard group {group_id}");
         Ok(Some(replica))
@@ -374,6 +391,9 @@ impl Replica {
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         for t in tasks {
             t.abort();
+        }
+        if let Some(c) = &self.catalog {
+            c.shutdown().await;
         }
         self.group.shutdown().await;
     }

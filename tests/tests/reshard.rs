@@ -324,3 +324,95 @@ fn a_cold_slot_moves_with_every_key() {
     let listed = call(addrs[1], &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"]);
     assert!(matches!(&listed, OwnedFrame::Array(a) if a.len() == 40), "{listed:?}");
 }
+
+/// `INFO metadata` of a node as field -> value (empty when it cannot be read).
+fn metadata(addr: SocketAddr) -> std::collections::HashMap<String, String> {
+    let Ok(mut c) = RespConn::connect(addr, Duration::from_secs(2)) else { return Default::default() };
+    let text = match c.call(&["INFO", "metadata"]) {
+        Ok(OwnedFrame::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        _ => return Default::default(),
+    };
+    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
+}
+
+/// Waits until every running node's `INFO metadata` satisfies `ok`; returns them.
+fn wait_metadata(
+    fleet: &Fleet,
+    what: &str,
+    ok: impl Fn(&std::collections::HashMap<String, String>) -> bool,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let all: Vec<_> =
+            (0..fleet.len()).filter(|&i| fleet.is_running(i)).map(|i| metadata(fleet.client_addrs()[i])).collect();
+        if all.iter().all(&ok) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "{what}: {all:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The fleet's metadata group: three voters, every other node a learner holding the same
+/// catalog (the topology's 6 nodes and 2 shards), every slot move recorded with its
+/// epoch on every node, a new metadata leader after the old one is killed, and the
+/// killed node catching up when it comes back.
+#[test]
+fn the_metadata_group_records_every_move_and_survives_its_leader() {
+    let mut fleet = start();
+    let field = |m: &std::collections::HashMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
+    let num = |m: &std::collections::HashMap<String, String>, k: &str| field(m, k).parse::<u64>().unwrap_or(0);
+    let formed = wait_metadata(&fleet, "metadata group formed with the whole catalog", |m| {
+        num(m, "meta_leader") != 0 && num(m, "catalog_nodes") == 6 && num(m, "catalog_shards") == 2
+    });
+    let leaders: std::collections::BTreeSet<u64> = formed.iter().map(|m| num(m, "meta_leader")).collect();
+    assert_eq!(leaders.len(), 1, "one metadata leader everywhere: {formed:#?}");
+    let voters = field(&formed[0], "meta_voters");
+    assert_eq!(voters.split(',').count(), 3, "{formed:#?}");
+    assert_eq!(formed.iter().filter(|m| field(m, "meta_role") == "learner").count(), 3, "{formed:#?}");
+    assert_eq!(formed.iter().filter(|m| field(m, "meta_role") == "leader").count(), 1, "{formed:#?}");
+
+    // A move is recorded on every node with an epoch above the file's (0).
+    let (first, _) = shard_slots(0, SHARDS);
+    let slots = format!("{}-{}", first + 7, first + 9);
+    reshard(&fleet, &slots, 2);
+    let moved = wait_metadata(&fleet, "the move recorded everywhere", |m| num(m, "catalog_epoch") > 0);
+    let epoch = num(&moved[0], "catalog_epoch");
+    assert!(moved.iter().all(|m| num(m, "catalog_epoch") == epoch), "{moved:#?}");
+
+    // Kill the metadata leader: the two other voters elect one, and the next move (back)
+    // is recorded by it on every running node.
+    let old = *leaders.iter().next().expect("a leader");
+    let index = (old - 1) as usize;
+    fleet.kill(index);
+    wait_metadata(&fleet, "a new metadata leader", |m| num(m, "meta_leader") != 0 && num(m, "meta_leader") != old);
+    // The killed node may have led its shard: wait for both shards to have leaders.
+    let deadline = Instant::now() + BOUND;
+    while (0..SHARDS).any(|s| leader_of(&fleet, s).is_none()) {
+        assert!(Instant::now() < deadline, "a shard without a leader after the kill");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let more = format!("{}-{}", first + 10, first + 12);
+    reshard(&fleet, &more, 2);
+    let later = wait_metadata(&fleet, "the next move recorded", |m| num(m, "catalog_epoch") > epoch);
+    let epoch = num(&later[0], "catalog_epoch");
+
+    // The killed node comes back with its copy, catches up with the move it missed, and
+    // routes the moved slots to shard 2.
+    fleet.restart(index).expect("restart the old metadata leader");
+    wait_metadata(&fleet, "the restarted node's catalog caught up", |m| num(m, "catalog_epoch") == epoch);
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let target = leader_of(&fleet, 1).map(|t| i64::from(fleet.client_addrs()[t].port()));
+        let routed = master_port(fleet.client_addrs()[index], first + 11);
+        if target.is_some() && routed == target {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node routes slot {} to {routed:?}, not {target:?}",
+            first + 11
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,7 +1,8 @@
 //! `/readyz`: whether this node can serve its slots now.
 //!
 //! A standalone node is ready while it runs. A member of a shard group is ready when the
-//! group has a leader and the member can answer for it:
+//! group has a leader and the member can answer for it (and, on a voter of the fleet's
+//! metadata group, when that group has a leader too):
 //! - the leader, while a majority acknowledged it recently (a leader cut off from the
 //!   majority keeps its role in openraft until it hears a higher term, but cannot commit);
 //! - a follower or learner, when it has applied all but [`READY_APPLY_LAG`] of the log
@@ -51,6 +52,18 @@ pub fn readiness(node: &Node) -> Readiness {
     let Some(leader) = leader else {
         return Readiness::NotReady(format!("group {group} has no leader (term {term}, this member is {state:?})"));
     };
+    // A voter of the fleet's metadata group hosts it too (a learner only keeps a copy).
+    if let Some(c) = r.catalog.as_ref().filter(|c| c.voters.contains(&r.me)) {
+        let l = c.group.leadership();
+        if l.leader.is_none() {
+            return Readiness::NotReady(format!(
+                "metadata group {} has no leader (term {}, this voter is {:?})",
+                crate::fleet::catalog::META_GROUP,
+                l.term,
+                l.state
+            ));
+        }
+    }
     let applied = m.last_applied.map_or(0, |l| l.index);
     if state == ServerState::Leader {
         let voters = m.membership_config.membership().voter_ids().count();

@@ -49,7 +49,8 @@ struct Snapshot {
     /// Only on a replicated node (a standalone one commits nothing).
     write_commit: Option<crate::histogram::Snapshot>,
     errors: Vec<(String, u64)>,
-    raft: Option<Raft>,
+    /// Per Raft group this node takes part in.
+    raft: Vec<Raft>,
     /// `crate::tier::LoadLatency::read`.
     load_latency: (f64, u64, Vec<(f64, u64)>),
 }
@@ -258,34 +259,44 @@ impl Snapshot {
     }
 }
 
-fn raft(node: &Node) -> Option<Raft> {
-    let r = node.replica()?;
-    let m = r.group.metrics();
-    let lead = r.group.leadership();
+fn raft(node: &Node) -> Vec<Raft> {
+    let Some(r) = node.replica() else { return Vec::new() };
+    let ready = super::readiness(node).is_ready();
+    let mut out = vec![group_stats(&r.group, r.group_id.to_string(), ready)];
+    if let Some(c) = &r.catalog {
+        // Labelled by name: a standalone `raft-group` shard has the id 0 too.
+        out.push(group_stats(&c.group, "metadata".into(), ready));
+    }
+    out
+}
+
+fn group_stats(group: &prism_replication::ShardGroup, label: String, ready: bool) -> Raft {
+    let m = group.metrics();
+    let lead = group.leadership();
     let index = |id: Option<prism_replication::types::LogId>| id.map_or(0, |l| l.index);
     let last_log = m.last_log_index.unwrap_or(0);
     let is_leader = lead.state == prism_replication::ServerState::Leader;
     let replicas = match (&m.replication, is_leader) {
         (Some(rep), true) => rep
             .iter()
-            .filter(|(id, _)| **id != r.me)
+            .filter(|(id, _)| **id != group.me)
             .map(|(id, matched)| (*id, index(*matched), last_log.saturating_sub(index(*matched))))
             .collect(),
         _ => Vec::new(),
     };
-    Some(Raft {
-        group: r.group_id.to_string(),
+    Raft {
+        group: label,
         term: lead.term,
         leader: lead.leader.unwrap_or(0),
         is_leader,
-        ready: super::readiness(node).is_ready(),
+        ready,
         last_log,
         applied: index(m.last_applied),
         snapshot: index(m.snapshot),
         purged: index(m.purged),
         quorum_ack_age_s: m.millis_since_quorum_ack.filter(|_| is_leader).map(|ms| ms as f64 / 1000.0),
         replicas,
-    })
+    }
 }
 
 /// Resident set size from `/proc/self/status` (in kB there, so no page-size assumption).
@@ -410,31 +421,40 @@ impl Collector for Snapshot {
             self.errors.iter().map(|(kind, n)| (vec![("kind", Cow::Borrowed(kind.as_str()))], *n as f64)),
         )?;
 
-        if let Some(r) = &self.raft {
-            let g = || vec![("group", Cow::Borrowed(r.group.as_str()))];
-            let gauge = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64| {
-                family(enc, name, help, None, Gauge, [(g(), v)])
-            };
-            gauge(&mut enc, "raft_term", "Current Raft term of the group (rises by one per election).", r.term as f64)?;
-            gauge(&mut enc, "raft_leader_id", "Raft id of the leader this member knows (0: none).", r.leader as f64)?;
-            gauge(&mut enc, "raft_is_leader", "1 while this member leads its group.", bool_f(r.is_leader))?;
-            gauge(&mut enc, "raft_ready", "1 while /readyz answers 200.", bool_f(r.ready))?;
-            gauge(&mut enc, "raft_last_log_index", "Index of this member's last log entry.", r.last_log as f64)?;
-            gauge(&mut enc, "raft_applied_index", "Index of the last entry applied to the engine.", r.applied as f64)?;
-            gauge(&mut enc, "raft_snapshot_index", "Last index covered by this member's snapshot.", r.snapshot as f64)?;
-            gauge(&mut enc, "raft_purged_index", "Last log index removed after a snapshot.", r.purged as f64)?;
-            if let Some(age) = r.quorum_ack_age_s {
-                family(
-                    &mut enc,
-                    "raft_quorum_ack_age",
-                    "Leader only: time since a majority last acknowledged it.",
-                    Some(Unit::Seconds),
-                    Gauge,
-                    [(g(), age)],
-                )?;
-            }
-            let per = |id: u64| {
-                let mut l = g();
+        // One series per group this node takes part in: its shard (labelled by its id),
+        // and in a fleet the metadata group (`group="metadata"`).
+        let rafts = &self.raft;
+        let g = |r: &'_ Raft| vec![("group", Cow::Owned(r.group.clone()))];
+        let gauge = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: fn(&Raft) -> f64| {
+            family(enc, name, help, None, Gauge, rafts.iter().map(|r| (g(r), v(r))))
+        };
+        if !rafts.is_empty() {
+            gauge(&mut enc, "raft_term", "Current Raft term of the group (rises by one per election).", |r| {
+                r.term as f64
+            })?;
+            gauge(&mut enc, "raft_leader_id", "Raft id of the leader this member knows (0: none).", |r| {
+                r.leader as f64
+            })?;
+            gauge(&mut enc, "raft_is_leader", "1 while this member leads its group.", |r| bool_f(r.is_leader))?;
+            gauge(&mut enc, "raft_ready", "1 while /readyz answers 200.", |r| bool_f(r.ready))?;
+            gauge(&mut enc, "raft_last_log_index", "Index of this member's last log entry.", |r| r.last_log as f64)?;
+            gauge(&mut enc, "raft_applied_index", "Index of the last entry applied to the engine.", |r| {
+                r.applied as f64
+            })?;
+            gauge(&mut enc, "raft_snapshot_index", "Last index covered by this member's snapshot.", |r| {
+                r.snapshot as f64
+            })?;
+            gauge(&mut enc, "raft_purged_index", "Last log index removed after a snapshot.", |r| r.purged as f64)?;
+            family(
+                &mut enc,
+                "raft_quorum_ack_age",
+                "Leader only: time since a majority last acknowledged it.",
+                Some(Unit::Seconds),
+                Gauge,
+                rafts.iter().filter_map(|r| Some((g(r), r.quorum_ack_age_s?))),
+            )?;
+            let per = |r: &Raft, id: u64| {
+                let mut l = g(r);
                 l.push(("replica", Cow::Owned(id.to_string())));
                 l
             };
@@ -444,7 +464,7 @@ impl Collector for Snapshot {
                 "Leader only: last log index known to be on each other member.",
                 None,
                 Gauge,
-                r.replicas.iter().map(|(id, at, _)| (per(*id), *at as f64)),
+                rafts.iter().flat_map(|r| r.replicas.iter().map(move |(id, at, _)| (per(r, *id), *at as f64))),
             )?;
             family(
                 &mut enc,
@@ -452,7 +472,7 @@ impl Collector for Snapshot {
                 "Leader only: log entries each other member still lacks.",
                 None,
                 Gauge,
-                r.replicas.iter().map(|(id, _, lag)| (per(*id), *lag as f64)),
+                rafts.iter().flat_map(|r| r.replicas.iter().map(move |(id, _, lag)| (per(r, *id), *lag as f64))),
             )?;
         }
         Ok(())

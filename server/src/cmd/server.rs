@@ -300,6 +300,7 @@ const SECTIONS: &[&str] = &[
     "keyspace",
     "tiering",
     "raft",
+    "metadata",
 ];
 /// Sections printed only by `INFO all`/`everything` or by name, as in Redis.
 /// Tiering too: the default INFO keeps Redis's shape (docs/tiering.md).
@@ -324,7 +325,13 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let mut text = String::with_capacity(2048);
     for (i, name) in SECTIONS.iter().enumerate() {
         // Only a replicated node has the raft section (a standalone one keeps Redis's shape).
-        if !wanted[i] || (*name == "raft" && ctx.node.replica().is_none()) {
+        let absent = match *name {
+            "raft" => ctx.node.replica().is_none(),
+            // Only a fleet node is in the metadata group.
+            "metadata" => ctx.node.replica().is_none_or(|r| r.catalog.is_none()),
+            _ => false,
+        };
+        if !wanted[i] || absent {
             continue;
         }
         if !text.is_empty() {
@@ -434,6 +441,11 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut String) {
         "raft" => {
             if let Some(r) = node.replica() {
                 r.info_raft(s);
+            }
+        }
+        "metadata" => {
+            if let Some(c) = node.replica().and_then(|r| r.catalog.clone()) {
+                c.info(s);
             }
         }
         "cpu" => {

@@ -26,6 +26,7 @@
 //!
 //! [`plan`]: FleetSpec::plan
 
+pub mod catalog;
 pub mod fanout;
 pub mod mover;
 pub mod moving;
@@ -78,6 +79,10 @@ pub struct ShardSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSpec {
+    /// Node ids of the metadata group's voters ([`FleetSpec::metadata_voters`] chooses
+    /// them when the file does not).
+    #[serde(default)]
+    pub metadata: Vec<u64>,
     #[serde(rename = "shard")]
     pub shards: Vec<ShardSpec>,
 }
@@ -158,6 +163,12 @@ impl FleetSpec {
                 }
             }
         }
+        if let Some(id) = self.metadata.iter().find(|id| !node_ids.contains(*id)) {
+            return Err(format!("metadata: node id {id} is not a member of any shard"));
+        }
+        if self.metadata.iter().collect::<HashSet<_>>().len() != self.metadata.len() {
+            return Err("metadata: a node id appears twice".into());
+        }
         if let Some(first) = owner.iter().position(|o| *o == 0) {
             let last = owner[first..].iter().position(|o| *o != 0).map_or(SLOT_COUNT - 1, |n| first + n - 1);
             return Err(format!("slots {first}-{last} belong to no shard"));
@@ -184,6 +195,32 @@ impl FleetSpec {
             }
         }
         owners
+    }
+
+    /// The metadata group's voters: the file's `metadata` list, else three nodes taken
+    /// from the first shards in turn (shard 1's first member, shard 2's second, ...), so
+    /// that they sit on different shards and, as [`FleetSpec::plan`] places zones, in
+    /// different zones; fewer when the fleet has fewer nodes.
+    pub fn metadata_voters(&self) -> Vec<u64> {
+        if !self.metadata.is_empty() {
+            return self.metadata.clone();
+        }
+        let total = self.members().count();
+        let mut voters = Vec::new();
+        let n = self.shards.len();
+        // Round r takes member k + r of shard k: every member is reached in time.
+        for i in 0.. {
+            if voters.len() >= total.min(3) {
+                break;
+            }
+            let (k, round) = (i % n, i / n);
+            let shard = &self.shards[k];
+            let id = shard.members[(k + round) % shard.members.len()].id;
+            if !voters.contains(&id) {
+                voters.push(id);
+            }
+        }
+        voters
     }
 
     /// Every member of the fleet.
@@ -255,7 +292,8 @@ impl FleetSpec {
                 .collect();
             out.push(ShardSpec { id: s as u32 + 1, slots: vec![(first as u16, last as u16)], members });
         }
-        let spec = FleetSpec { shards: out };
+        let mut spec = FleetSpec { metadata: Vec::new(), shards: out };
+        spec.metadata = spec.metadata_voters();
         spec.check()?;
         Ok(spec)
     }
@@ -266,6 +304,12 @@ impl FleetSpec {
             "# Prism fleet topology (prism cluster init). Every node of the fleet is started with\n\
              # this file (cluster-topology) and its own node-id.\n",
         );
+        // The metadata group's voters, written out so an operator sees (and may change,
+        // before the first start) where the catalog lives.
+        if !self.metadata.is_empty() {
+            let voters: Vec<String> = self.metadata.iter().map(|v| v.to_string()).collect();
+            let _ = writeln!(out, "metadata = [{}]", voters.join(", "));
+        }
         for shard in &self.shards {
             let slots: Vec<String> = shard
                 .slots

@@ -128,6 +128,48 @@ impl FleetView {
         self.owners.lock().iter().map(|o| o.1).max().unwrap_or(0)
     }
 
+    /// Takes in claims from the metadata catalog (or anywhere else), as a status does.
+    pub fn note_claims(&self, claims: &[(u16, u16, u32, u64)]) {
+        if self.claims_heard(claims) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Takes in another shard's membership at `index` (this node's own shard is always
+    /// described from its own Raft).
+    pub fn note_members(&self, shard: u32, index: u64, members: &[(u64, prism_replication::PeerNode, bool)]) {
+        if shard != self.my_shard
+            && self.spec.shards.iter().any(|s| s.id == shard)
+            && self.hint(shard, 0, None, index, members)
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    /// What this node knows of the fleet, for the metadata catalog: per slot the newest
+    /// claim, per shard the newest membership (its own from its Raft).
+    pub fn known(&self, replica: &Replica) -> super::catalog::Known {
+        let own = self.status(replica);
+        self.claims_heard(&own.claims);
+        let mut members: std::collections::BTreeMap<u32, (u64, super::catalog::Members)> = self
+            .hints
+            .lock()
+            .iter()
+            .filter(|(shard, _)| **shard != self.my_shard)
+            .filter_map(|(shard, h)| {
+                let (index, list) = h.members.as_ref()?;
+                let list = list
+                    .iter()
+                    .map(|(m, voter)| (m.id, prism_replication::PeerNode::new(m.peer_addr(), m.client_addr()), *voter))
+                    .collect();
+                Some((*shard, (*index, list)))
+            })
+            .collect();
+        // (A group's first membership is at index 0.)
+        members.insert(self.my_shard, (own.membership_index, own.members));
+        super::catalog::Known { owners: self.owners.lock().clone(), members }
+    }
+
     /// Records what is known of `group`; true when that changed anything.
     fn hint(
         &self,
