@@ -422,7 +422,8 @@ async fn status(spec: &FleetSpec) -> Result<(), String> {
             ids(&row.down),
         );
     }
-    // The metadata group, as its voters see it (the first that answers).
+    // The metadata group, as its voters see it (the first that answers), after a blank
+    // line: the table above stays one row per shard for scripts.
     let voters = spec.metadata_voters();
     let mut meta = None;
     for (_, m) in spec.members().filter(|(_, m)| voters.contains(&m.id)) {
@@ -435,7 +436,7 @@ async fn status(spec: &FleetSpec) -> Result<(), String> {
         Some(m) => {
             let get = |k: &str| m.get(k).map_or("-", String::as_str);
             println!(
-                "metadata: voters {} leader {} term {} learners {} config epoch {} claims {}",
+                "\nmetadata: voters {} leader {} term {} learners {} config epoch {} claims {}",
                 ids(&voters),
                 get("meta_leader"),
                 get("meta_term"),
@@ -444,7 +445,7 @@ async fn status(spec: &FleetSpec) -> Result<(), String> {
                 get("catalog_claims"),
             );
         }
-        None => println!("metadata: voters {} (none answered)", ids(&voters)),
+        None => println!("\nmetadata: voters {} (none answered)", ids(&voters)),
     }
     Ok(())
 }

@@ -186,6 +186,15 @@ def test_replica_reads_after_readonly(fleet, ns):
 
 def test_cluster_status_lists_three_led_shards(fleet):
     rows = status_rows(fleet)
+    # After the table, a blank line and the metadata group: three voters and a leader.
+    deadline = time.monotonic() + 20
+    while True:
+        out = fleet.cli("status", "--dir", str(fleet.dir)).stdout
+        meta = next(line for line in out.splitlines() if line.startswith("metadata:")).split()
+        if meta[4] != "0" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(meta[2].split(",")) == 3 and meta[3] == "leader" and meta[4] != "0", out
     assert [r["shard"] for r in rows] == ["1", "2", "3"]
     assert [r["slots"] for r in rows] == ["0-5460", "5461-10922", "10923-16383"]
     for r in rows:
@@ -200,7 +209,8 @@ def status_rows(fleet) -> list[dict[str, str]]:
     lines = out.stdout.splitlines()
     header = lines[0].split()
     assert header == ["shard", "slots", "leader", "replicas", "lag", "keys", "memory", "down"], lines
-    return [dict(zip(header, line.split())) for line in lines[1:] if line.strip()]
+    table = lines[1 : lines.index("")] if "" in lines else lines[1:]
+    return [dict(zip(header, line.split())) for line in table]
 
 
 def retrying(op, attempts: int = 20, budget: float = 20.0):
