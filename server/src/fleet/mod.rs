@@ -371,6 +371,33 @@ mod tests {
     }
 
     #[test]
+    fn metadata_voters_sit_on_different_shards_and_zones() {
+        let zones: Vec<String> = ["a", "b", "c"].iter().cycle().take(9).map(|z| z.to_string()).collect();
+        let spec = FleetSpec::plan(&local(9), 2, Some(&zones)).unwrap();
+        assert_eq!(spec.metadata, spec.metadata_voters(), "init writes the voters down");
+        let placed: Vec<(u32, Option<String>)> = spec
+            .metadata
+            .iter()
+            .map(|id| spec.members().find(|(_, m)| m.id == *id).map(|(s, m)| (s.id, m.zone.clone())).unwrap())
+            .collect();
+        assert_eq!(placed.iter().map(|p| p.0).collect::<HashSet<_>>().len(), 3, "{placed:?}");
+        assert_eq!(placed.iter().map(|p| p.1.clone()).collect::<HashSet<_>>().len(), 3, "{placed:?}");
+        // One shard: its three members; two shards: both shards, three nodes; one node: it.
+        assert_eq!(FleetSpec::plan(&local(3), 2, None).unwrap().metadata_voters(), vec![1, 2, 3]);
+        assert_eq!(FleetSpec::plan(&local(6), 2, None).unwrap().metadata_voters(), vec![1, 5, 2]);
+        assert_eq!(FleetSpec::plan(&local(1), 0, None).unwrap().metadata_voters(), vec![1]);
+        // A file's own list wins, and must name members.
+        let text = FleetSpec::plan(&local(6), 2, None)
+            .unwrap()
+            .render()
+            .replace("metadata = [1, 5, 2]", "metadata = [4, 6, 3]");
+        assert_eq!(FleetSpec::parse(&text, "f").unwrap().metadata_voters(), vec![4, 6, 3]);
+        let bad = text.replace("metadata = [4, 6, 3]", "metadata = [4, 6, 30]");
+        let e = FleetSpec::parse(&bad, "f").unwrap_err();
+        assert!(e.contains("metadata: node id 30 is not a member"), "{e}");
+    }
+
+    #[test]
     fn plan_refuses_counts_that_do_not_divide() {
         assert!(FleetSpec::plan(&local(8), 2, None).unwrap_err().contains("do not make shards"));
         assert!(FleetSpec::plan(&[], 0, None).is_err());
