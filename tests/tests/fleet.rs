@@ -306,6 +306,9 @@ fn cluster_client_writes_everywhere_and_survives_a_leader_kill() {
         suspected |= line.contains(",fail?") && line.contains("disconnected");
         if line.split(' ').nth(2).is_some_and(|flags| flags.split(',').any(|f| f == "fail")) {
             assert!(line.contains("disconnected"), "{line}");
+            // CLUSTER SLOTS leaves a failed replica out, as Redis does.
+            let listed = slot_ports(survivor);
+            assert!(!listed.contains(&i64::from(fleet.client_addrs()[victim].port())), "{listed:?}\n{line}");
             break;
         }
         assert!(Instant::now() < deadline, "dead node not marked failed (suspected first: {suspected}): {line}");
@@ -318,12 +321,35 @@ fn cluster_client_writes_everywhere_and_survives_a_leader_kill() {
         let nodes = text(&conn(survivor).call(&["CLUSTER", "NODES"]).expect("CLUSTER NODES"));
         let port = format!(":{}@", fleet.client_addrs()[victim].port());
         let line = nodes.lines().find(|l| l.contains(&port)).expect("listed").to_string();
-        if !line.contains("fail") && line.contains("slave") {
+        let back = slot_ports(survivor).contains(&i64::from(fleet.client_addrs()[victim].port()));
+        if !line.contains("fail") && line.contains("slave") && back {
             break;
         }
-        assert!(Instant::now() < deadline, "restarted node not back as a replica: {line}");
+        assert!(
+            Instant::now() < deadline,
+            "restarted node not back as a listed replica (in CLUSTER SLOTS: {back}): {line}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Every client port CLUSTER SLOTS of `addr` lists, masters and replicas.
+fn slot_ports(addr: SocketAddr) -> BTreeSet<i64> {
+    let OwnedFrame::Array(ranges) = conn(addr).call(&["CLUSTER", "SLOTS"]).expect("CLUSTER SLOTS") else {
+        panic!("CLUSTER SLOTS is an array")
+    };
+    let mut ports = BTreeSet::new();
+    for range in ranges {
+        let OwnedFrame::Array(parts) = range else { continue };
+        for node in parts.iter().skip(2) {
+            if let OwnedFrame::Array(fields) = node {
+                if let Some(OwnedFrame::Integer(port)) = fields.get(1) {
+                    ports.insert(*port);
+                }
+            }
+        }
+    }
+    ports
 }
 
 fn wait_for_leaders_except(fleet: &Fleet, dead: usize, timeout: Duration) -> Vec<usize> {

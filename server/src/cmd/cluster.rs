@@ -216,7 +216,9 @@ fn slots(ctx: &mut Ctx<'_>, _: &[Bytes]) {
     let served: Vec<usize> = (0..t.shards.len()).filter(|&s| t.primary_of(s).is_some()).collect();
     out.array(served.iter().map(|&s| t.shards[s].1.len()).sum());
     for &s in &served {
-        let members: Vec<&ClusterNode> = t.members_of(s).collect();
+        // A replica marked failed is left out, as Redis does (a client reading from
+        // replicas would otherwise keep picking a dead one).
+        let members: Vec<&ClusterNode> = t.members_of(s).filter(|n| n.primary || !n.failed).collect();
         for &(start, end) in &t.shards[s].1 {
             out.array(2 + members.len());
             out.int(start as i64);

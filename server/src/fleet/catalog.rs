@@ -173,7 +173,7 @@ pub struct Catalog {
     keyspace: Arc<Keyspace>,
     /// The group's voters (node ids), as the file names or implies them.
     pub voters: Vec<u64>,
-    /// Records this node proposed as the group's leader, and entries that carried them.
+    /// Catalog writes (HSET/HDEL of records) this node committed as the group's leader.
     recorded: AtomicU64,
 }
 
