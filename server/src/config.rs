@@ -218,6 +218,11 @@ impl GroupMember {
     pub fn peer_addr(&self) -> String {
         format!("{}:{}", self.host, self.peer_port)
     }
+
+    /// The member as Raft's membership stores it (both addresses).
+    pub fn peer_node(&self) -> prism_replication::PeerNode {
+        prism_replication::PeerNode::new(self.peer_addr(), self.client_addr())
+    }
 }
 
 impl fmt::Display for GroupMember {

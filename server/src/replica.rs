@@ -183,8 +183,7 @@ impl Replica {
         if fleet.is_some() {
             crate::fleet::fanout::serve_graph(&host.groups, Arc::downgrade(node));
         }
-        let members: BTreeMap<u64, PeerNode> =
-            roster.iter().map(|m| (m.id, PeerNode::new(m.peer_addr(), m.client_addr()))).collect();
+        let members: BTreeMap<u64, PeerNode> = roster.iter().map(|m| (m.id, m.peer_node())).collect();
         let options = GroupOptions {
             heartbeat: Duration::from_millis(config.raft_heartbeat_ms),
             snapshot_every: config.raft_snapshot_entries,
@@ -269,7 +268,7 @@ impl Replica {
 
     /// Adds `m` as a learner, waits until it has caught up, then makes it a voter.
     pub async fn add_member(&self, m: &GroupMember) -> Result<(), String> {
-        let node = PeerNode::new(m.peer_addr(), m.client_addr());
+        let node = m.peer_node();
         self.group.raft().add_learner(m.id, node, true).await.map_err(|e| one_line(&format!("ERR {e}")))?;
         self.change(ChangeMembers::AddVoterIds([m.id].into())).await
     }

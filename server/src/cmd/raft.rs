@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prism_replication::types::ChangeMembers;
-use prism_replication::{PeerNode, ServerState, TransferError};
+use prism_replication::{ServerState, TransferError};
 
 use super::cluster::sub;
 use super::{CmdError, Ctx};
@@ -193,7 +193,7 @@ pub(super) fn failover(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         // one, FORCE campaigns here.
         let text = match leader {
             Some(leader) => {
-                let node = PeerNode::new(leader.peer_addr(), leader.client_addr());
+                let node = leader.peer_node();
                 match r.group.elections().ask_leader(leader.id, &node).await {
                     Ok(l) if l == r.me => None,
                     Ok(l) => Some(format!("ERR leadership went to node {l}")),

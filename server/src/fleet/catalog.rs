@@ -189,10 +189,7 @@ impl Catalog {
         let members: BTreeMap<u64, PeerNode> = if voters.contains(&host.me) {
             spec.members()
                 .filter(|(_, m)| voters.contains(&m.id))
-                .map(|(_, m)| {
-                    let g = m.as_group_member();
-                    (m.id, PeerNode::new(g.peer_addr(), g.client_addr()))
-                })
+                .map(|(_, m)| (m.id, m.as_group_member().peer_node()))
                 .collect()
         } else {
             BTreeMap::new()
@@ -377,10 +374,7 @@ async fn add_learners(catalog: &Catalog, spec: &FleetSpec) {
     let listed: BTreeSet<u64> =
         catalog.group.metrics().membership_config.membership().nodes().map(|(id, _)| *id).collect();
     for (_, m) in spec.members().filter(|(_, m)| !listed.contains(&m.id)) {
-        let g = m.as_group_member();
-        if let Err(e) =
-            catalog.group.raft().add_learner(m.id, PeerNode::new(g.peer_addr(), g.client_addr()), false).await
-        {
+        if let Err(e) = catalog.group.raft().add_learner(m.id, m.as_group_member().peer_node(), false).await {
             tracing::debug!(node = m.id, "metadata learner not added: {e}");
             return;
         }

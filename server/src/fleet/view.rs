@@ -158,10 +158,7 @@ impl FleetView {
             .filter(|(shard, _)| **shard != self.my_shard)
             .filter_map(|(shard, h)| {
                 let (index, list) = h.members.as_ref()?;
-                let list = list
-                    .iter()
-                    .map(|(m, voter)| (m.id, prism_replication::PeerNode::new(m.peer_addr(), m.client_addr()), *voter))
-                    .collect();
+                let list = list.iter().map(|(m, voter)| (m.id, m.peer_node(), *voter)).collect();
                 Some((*shard, (*index, list)))
             })
             .collect();
@@ -204,11 +201,7 @@ impl FleetView {
         let leadership = replica.group.leadership();
         let m = replica.group.metrics();
         let index = m.membership_config.log_id().map_or(0, |l| l.index);
-        let members = replica
-            .membership()
-            .into_iter()
-            .map(|(g, voter)| (g.id, prism_replication::PeerNode::new(g.peer_addr(), g.client_addr()), voter))
-            .collect();
+        let members = replica.membership().into_iter().map(|(g, voter)| (g.id, g.peer_node(), voter)).collect();
         NodeStatus {
             node: self.me,
             group: self.my_shard,
