@@ -5,6 +5,7 @@
 //! lost or stale read), the keys must end on the new owner, and a SETSLOT that would
 //! strand keys is refused.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -355,8 +356,9 @@ fn wait_metadata(
 
 /// The fleet's metadata group: three voters, every other node a learner holding the same
 /// catalog (the topology's 6 nodes and 2 shards), every slot move recorded with its
-/// epoch on every node, a new metadata leader after the old one is killed, and the
-/// killed node catching up when it comes back.
+/// epoch on every node, a new metadata leader after the old one is killed, the dead
+/// voter replaced by a learner (`RAFT METADATA VOTERS`), the killed node catching up when
+/// it comes back, and leaving the metadata group once `RAFT REMOVE`d from its shard.
 #[test]
 fn the_metadata_group_records_every_move_and_survives_its_leader() {
     let mut fleet = start();
@@ -365,7 +367,7 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
     let formed = wait_metadata(&fleet, "metadata group formed with the whole catalog", |m| {
         num(m, "meta_leader") != 0 && num(m, "catalog_nodes") == 6 && num(m, "catalog_shards") == 2
     });
-    let leaders: std::collections::BTreeSet<u64> = formed.iter().map(|m| num(m, "meta_leader")).collect();
+    let leaders: BTreeSet<u64> = formed.iter().map(|m| num(m, "meta_leader")).collect();
     assert_eq!(leaders.len(), 1, "one metadata leader everywhere: {formed:#?}");
     let voters = field(&formed[0], "meta_voters");
     assert_eq!(voters.split(',').count(), 3, "{formed:#?}");
@@ -397,6 +399,42 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
     let later = wait_metadata(&fleet, "the next move recorded", |m| num(m, "catalog_epoch") > epoch);
     let epoch = num(&later[0], "catalog_epoch");
 
+    // Replace the dead voter by a learner that is up (RAFT METADATA VOTERS on the metadata
+    // leader); refused forms change nothing, and the dead voter stays a learner.
+    let ids = |text: String| -> BTreeSet<u64> { text.split(',').filter_map(|t| t.parse().ok()).collect() };
+    let meta_leader = num(&later[0], "meta_leader");
+    let old_voters = ids(field(&later[0], "meta_voters"));
+    let learner = (1..=fleet.len() as u64).find(|id| !old_voters.contains(id)).expect("a learner");
+    let mut new_voters = old_voters.clone();
+    new_voters.remove(&old);
+    new_voters.insert(learner);
+    let addrs = fleet.client_addrs();
+    let addr = |id: u64| addrs[(id - 1) as usize];
+    let mut change: Vec<String> = ["RAFT", "METADATA", "VOTERS"].map(String::from).to_vec();
+    change.extend(new_voters.iter().map(u64::to_string));
+    let change: Vec<&str> = change.iter().map(String::as_str).collect();
+    let follower = *old_voters.iter().find(|&&v| v != old && v != meta_leader).expect("a following voter");
+    let error = |f: OwnedFrame| match f {
+        OwnedFrame::Error(e) => e.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    let redirect = error(call(addr(follower), &change));
+    assert_eq!(redirect, format!("READONLY metadata changes go to the metadata leader, {}", addr(meta_leader)));
+    assert!(error(call(addr(meta_leader), &["RAFT", "METADATA", "VOTERS", "99"])).starts_with("ERR Unknown node 99"));
+    assert_eq!(error(call(addr(meta_leader), &["RAFT", "METADATA", "VOTERS", "1", "1"])), "ERR node 1 is named twice");
+    assert_eq!(call(addr(meta_leader), &change), OwnedFrame::SimpleString(b"OK".to_vec()));
+    wait_metadata(&fleet, "the new voters everywhere", |m| ids(field(m, "meta_voters")) == new_voters);
+    let OwnedFrame::Array(rows) = call(addr(learner), &["RAFT", "METADATA", "MEMBERS"]) else { panic!("no rows") };
+    let role = |id: u64| {
+        rows.iter().find_map(|r| match r {
+            OwnedFrame::Array(r) if r[0] == OwnedFrame::Integer(id as i64) => Some(r[3].clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(rows.len(), fleet.len(), "{rows:?}");
+    assert_eq!(role(old), Some(OwnedFrame::BulkString(b"learner".to_vec())), "{rows:?}");
+    assert_eq!(role(learner), Some(OwnedFrame::BulkString(b"voter".to_vec())), "{rows:?}");
+
     // The killed node comes back with its copy, catches up with the move it missed, and
     // routes the moved slots to shard 2.
     fleet.restart(index).expect("restart the old metadata leader");
@@ -415,4 +453,27 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert_eq!(field(&metadata(addr(old)), "meta_role"), "learner");
+
+    // A node removed from its shard leaves the metadata group too (the way a replaced
+    // node's id goes): kill the old leader again and RAFT REMOVE it from its shard.
+    fleet.kill(index);
+    let shard = index / MEMBERS;
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let l = leader_of(&fleet, shard).map(|l| call(fleet.client_addrs()[l], &["RAFT", "REMOVE", &old.to_string()]));
+        if let Some(OwnedFrame::SimpleString(_)) = l {
+            break;
+        }
+        assert!(Instant::now() < deadline, "RAFT REMOVE {old}: {l:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_metadata(&fleet, "the removed node out of the metadata group", |m| {
+        num(m, "meta_learners") == fleet.len() as u64 - 4
+    });
+    let OwnedFrame::Array(rows) = call(addr(learner), &["RAFT", "METADATA", "MEMBERS"]) else { panic!("no rows") };
+    assert!(
+        !rows.iter().any(|r| matches!(r, OwnedFrame::Array(r) if r[0] == OwnedFrame::Integer(old as i64))),
+        "{rows:?}"
+    );
 }

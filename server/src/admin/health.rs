@@ -53,7 +53,7 @@ pub fn readiness(node: &Node) -> Readiness {
         return Readiness::NotReady(format!("group {group} has no leader (term {term}, this member is {state:?})"));
     };
     // A voter of the fleet's metadata group hosts it too (a learner only keeps a copy).
-    if let Some(c) = r.catalog.as_ref().filter(|c| c.voters.contains(&r.me)) {
+    if let Some(c) = r.catalog.as_ref().filter(|c| c.voters().contains(&r.me)) {
         let l = c.group.leadership();
         if l.leader.is_none() {
             return Readiness::NotReady(format!(

@@ -10,6 +10,11 @@
 //!   new node under a new id).
 //! - `RAFT TRANSFER <id>`: hands leadership to another voter (prism_replication::election):
 //!   writes answer `-TRYAGAIN` meanwhile, reads wait; `+OK` once `<id>` leads.
+//! - `RAFT METADATA MEMBERS`: the fleet's metadata group (fleet/catalog.rs), as `RAFT
+//!   MEMBERS` shows a shard.
+//! - `RAFT METADATA VOTERS <id> [<id> ...]`, on the metadata leader: makes exactly these
+//!   members the metadata group's voters (each must already be a member: every node of
+//!   the fleet is a learner); voters left out stay learners. How a dead voter is replaced.
 //! - `CLUSTER FAILOVER [FORCE|TAKEOVER]` (its CLUSTER entry calls [`failover`]): on a
 //!   replica, asks the leader to transfer to it; with FORCE or TAKEOVER, when no leader
 //!   is known or it cannot be reached, the replica campaigns by itself (a leader that is
@@ -55,6 +60,15 @@ const SUBCOMMANDS: &[CommandSpec] = &[
         add,
     ),
     sub("remove", 3, ADMIN | NOSCRIPT, "Removes a member from this node's shard group.", "7.0.0", COMPLEXITY, remove),
+    sub(
+        "metadata",
+        -3,
+        ADMIN | NOSCRIPT,
+        "Lists the fleet's metadata group, or replaces its voters (MEMBERS | VOTERS id [id ...]).",
+        "7.0.0",
+        COMPLEXITY,
+        metadata,
+    ),
     sub(
         "transfer",
         3,
@@ -136,6 +150,60 @@ fn remove(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     };
     let Some(r) = ctx.node.replica.get().cloned() else { return standalone(ctx) };
     ctx.conn.deferred = Some(Box::pin(async move { reply(r.change(ChangeMembers::RemoveVoters([id].into()))).await }));
+}
+
+/// `RAFT METADATA MEMBERS` | `RAFT METADATA VOTERS <id> [<id> ...]`.
+fn metadata(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let Some(catalog) = ctx.node.replica().and_then(|r| r.catalog.clone()) else {
+        return ctx.fail(CmdError::msg("ERR this node is not a member of a fleet (no metadata group)"));
+    };
+    let leader = catalog.group.leadership().leader;
+    let members = catalog.members();
+    if args[2].eq_ignore_ascii_case(b"members") {
+        if args.len() != 3 {
+            return ctx.fail(CmdError::msg("ERR wrong number of arguments for 'raft|metadata|members' command"));
+        }
+        ctx.out.array(members.len());
+        for (id, node, voter) in &members {
+            ctx.out.array(5);
+            ctx.out.int(*id as i64);
+            ctx.out.bulk(node.client_addr.as_bytes());
+            ctx.out.bulk(node.peer_addr.as_bytes());
+            ctx.out.bulk(if *voter { b"voter" } else { b"learner" });
+            ctx.out.int(i64::from(leader == Some(*id)));
+        }
+        return;
+    }
+    if !args[2].eq_ignore_ascii_case(b"voters") {
+        return ctx.fail(CmdError::SYNTAX);
+    }
+    if args.len() < 4 {
+        return ctx.fail(CmdError::msg("ERR wrong number of arguments for 'raft|metadata|voters' command"));
+    }
+    let mut voters = std::collections::BTreeSet::new();
+    for a in &args[3..] {
+        let Some(id) = std::str::from_utf8(a).ok().and_then(|s| s.parse::<u64>().ok()) else {
+            return ctx.fail(CmdError::NOT_INTEGER);
+        };
+        if !voters.insert(id) {
+            return ctx.fail(CmdError::msg(format!("ERR node {id} is named twice")));
+        }
+        if !members.iter().any(|(m, _, _)| *m == id) {
+            return ctx.fail(CmdError::msg(format!("ERR Unknown node {id}: not a member of the metadata group")));
+        }
+    }
+    if !catalog.group.is_leader() {
+        let at = leader.and_then(|l| members.iter().find(|(m, _, _)| *m == l)).map(|(_, n, _)| n.client_addr.clone());
+        return ctx.fail(CmdError::msg(match at {
+            Some(addr) => format!("READONLY metadata changes go to the metadata leader, {addr}"),
+            None => "TRYAGAIN The metadata group has no leader right now; retry shortly.".into(),
+        }));
+    }
+    ctx.conn.deferred = Some(Box::pin(async move {
+        // Voters left out stay learners (retain): they keep their copy of the catalog.
+        let change = catalog.group.raft().change_membership(ChangeMembers::ReplaceAllVoters(voters), true);
+        reply(async move { change.await.map(|_| ()).map_err(|e| one_line(&format!("ERR {e}"))) }).await
+    }));
 }
 
 /// Waits (bounded) for a membership change and turns its outcome into the reply.

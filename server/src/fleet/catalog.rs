@@ -12,8 +12,11 @@
 //!
 //! Who is in it: three voters chosen from the file ([`FleetSpec::metadata_voters`], or the
 //! file's `metadata` list), on different shards and in different zones where the file
-//! allows; every other node of the file is a learner, so each node reads the catalog from
-//! its own replicated copy, which survives its restarts (log and snapshot, like a shard).
+//! allows; every other member of a shard is a learner, so each node reads the catalog
+//! from its own replicated copy, which survives its restarts (log and snapshot, like a
+//! shard). The metadata leader keeps the learners in step with the shards' memberships
+//! (a node `RAFT ADD`ed joins, a node `RAFT REMOVE`d from its shard leaves);
+//! `RAFT METADATA VOTERS` (cmd/raft.rs) replaces the voters, which stay learners.
 //!
 //! How it is written: the metadata group's leader records what the shards committed, as
 //! it hears of it (its [`FleetView`]: the statuses every node sends, and its own shard's
@@ -39,6 +42,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prism_engine::{Keyspace, Op, Value, Write};
+use prism_replication::types::ChangeMembers;
 use prism_replication::{GroupOptions, Host, KeyspaceStateMachine, PeerNode, RocksLogStore, ShardGroup};
 use serde::{Deserialize, Serialize};
 
@@ -171,8 +175,9 @@ pub fn read(keyspace: &Keyspace) -> Contents {
 pub struct Catalog {
     pub group: ShardGroup,
     keyspace: Arc<Keyspace>,
-    /// The group's voters (node ids), as the file names or implies them.
-    pub voters: Vec<u64>,
+    /// The voters the file names or implies: the group's voters until this node holds a
+    /// membership from the group's log.
+    planned: Vec<u64>,
     /// Catalog writes (HSET/HDEL of records) this node committed as the group's leader.
     recorded: AtomicU64,
 }
@@ -196,7 +201,26 @@ impl Catalog {
         };
         let options = GroupOptions { heartbeat: HEARTBEAT, snapshot_every: 1_000, ..GroupOptions::default() };
         let group = ShardGroup::start(host, META_GROUP, members, log, sm, options).await?;
-        Ok(Catalog { group, keyspace, voters, recorded: AtomicU64::new(0) })
+        Ok(Catalog { group, keyspace, planned: voters, recorded: AtomicU64::new(0) })
+    }
+
+    /// The group's voters as this node's copy of its membership names them (the file's
+    /// choice until `RAFT METADATA VOTERS` changes it; the file's before any log arrived).
+    pub fn voters(&self) -> BTreeSet<u64> {
+        let voters: BTreeSet<u64> = self.group.metrics().membership_config.membership().voter_ids().collect();
+        if voters.is_empty() {
+            self.planned.iter().copied().collect()
+        } else {
+            voters
+        }
+    }
+
+    /// Every member of the group (voters and learners) and its addresses.
+    pub fn members(&self) -> Vec<(u64, PeerNode, bool)> {
+        let m = self.group.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership.nodes().map(|(id, node)| (*id, node.clone(), voters.contains(id))).collect()
     }
 
     /// The catalog as this node's copy holds it.
@@ -294,16 +318,15 @@ impl Catalog {
         let l = self.group.leadership();
         let m = self.group.metrics();
         let c = self.contents();
+        let voters = self.voters();
+        let learners = m.membership_config.membership().learner_ids().count();
         let role = match l.state {
             prism_replication::ServerState::Leader => "leader",
             prism_replication::ServerState::Learner => "learner",
             prism_replication::ServerState::Candidate => "candidate",
-            _ if self.voters.contains(&self.group.me) => "follower",
+            _ if voters.contains(&self.group.me) => "follower",
             _ => "learner",
         };
-        let membership = m.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let learners = membership.learner_ids().count();
         let join = |ids: &mut dyn Iterator<Item = u64>| ids.map(|i| i.to_string()).collect::<Vec<_>>().join(",");
         let _ = write!(
             out,
@@ -338,8 +361,8 @@ pub struct Known {
 
 /// On every node: keeps the view fed from the catalog (claims and memberships newer
 /// than what gossip brought), and, while this node leads the metadata group, records
-/// what it knows and adds the file's other nodes as learners. Runs until the node or
-/// replica goes.
+/// what it knows and keeps the learners in step with the shards ([`reconcile_learners`]).
+/// Runs until the node or replica goes.
 pub async fn run(node: Weak<Node>, replica: Weak<Replica>) {
     let mut tick = tokio::time::interval(RECORD_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -351,7 +374,7 @@ pub async fn run(node: Weak<Node>, replica: Weak<Replica>) {
         if !catalog.group.is_leader() || catalog.group.read_fence().await.is_err() {
             continue;
         }
-        add_learners(&catalog, &view.spec).await;
+        reconcile_learners(&catalog, &view.spec, &catalog.contents()).await;
         let known = view.known(&replica);
         let writes = updates(&catalog.contents(), &view.spec, &known, node.now_ms());
         if writes.is_empty() {
@@ -368,15 +391,43 @@ pub async fn run(node: Weak<Node>, replica: Weak<Replica>) {
     }
 }
 
-/// Adds every node of the file that the metadata group does not list as a learner (one
-/// at a time, not waiting for it to catch up: a node that is down gets its log later).
-async fn add_learners(catalog: &Catalog, spec: &FleetSpec) {
-    let listed: BTreeSet<u64> =
-        catalog.group.metrics().membership_config.membership().nodes().map(|(id, _)| *id).collect();
-    for (_, m) in spec.members().filter(|(_, m)| !listed.contains(&m.id)) {
-        if let Err(e) = catalog.group.raft().add_learner(m.id, m.as_group_member().peer_node(), false).await {
-            tracing::debug!(node = m.id, "metadata learner not added: {e}");
+/// The nodes that should hold a copy of the catalog: per shard, the members its newest
+/// recorded membership names (nodes added or removed with `RAFT ADD`/`RAFT REMOVE` since
+/// the file was written included), or the file's members for a shard with no record yet.
+fn fleet_nodes(have: &Contents, spec: &FleetSpec) -> BTreeMap<u64, PeerNode> {
+    let mut nodes: BTreeMap<u64, PeerNode> = have
+        .members
+        .values()
+        .flat_map(|(_, members)| members.iter().map(|(id, node, _)| (*id, node.clone())))
+        .collect();
+    for (_, m) in spec.members().filter(|(s, _)| !have.members.contains_key(&s.id)) {
+        nodes.entry(m.id).or_insert_with(|| m.as_group_member().peer_node());
+    }
+    nodes
+}
+
+/// Keeps the metadata group's learners in step with the fleet: adds every node of
+/// [`fleet_nodes`] it does not list (not waiting for it to catch up: a node that is down
+/// gets its log later), and removes learners that no shard has as a member any more (a
+/// replaced node). Voters change only by `RAFT METADATA VOTERS`.
+async fn reconcile_learners(catalog: &Catalog, spec: &FleetSpec, have: &Contents) {
+    let metrics = catalog.group.metrics();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let listed: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    let wanted = fleet_nodes(have, spec);
+    for (id, node) in wanted.iter().filter(|(id, _)| !listed.contains(id)) {
+        if let Err(e) = catalog.group.raft().add_learner(*id, node.clone(), false).await {
+            tracing::debug!(node = id, "metadata learner not added: {e}");
             return;
+        }
+    }
+    let gone: BTreeSet<u64> =
+        listed.into_iter().filter(|id| !voters.contains(id) && !wanted.contains_key(id)).collect();
+    if !gone.is_empty() {
+        match catalog.group.raft().change_membership(ChangeMembers::RemoveNodes(gone.clone()), false).await {
+            Ok(_) => tracing::info!(?gone, "metadata learners removed: no shard has them as members"),
+            Err(e) => tracing::debug!(?gone, "metadata learners not removed: {e}"),
         }
     }
 }
@@ -488,5 +539,17 @@ mod tests {
         let c = read(&ks);
         assert_eq!(c.owners(), known.owners);
         assert!(c.claims.iter().all(|claim| claim.0 != 4 && claim.0 != 6), "{:?}", c.claims);
+    }
+
+    #[test]
+    fn the_learners_follow_the_shards_memberships_and_the_file_where_none_is_recorded() {
+        let spec = spec();
+        let ids = |c: &Contents| fleet_nodes(c, &spec).into_keys().collect::<Vec<u64>>();
+        assert_eq!(ids(&Contents::default()), vec![1, 2, 3, 4, 5, 6], "the file alone");
+        // Shard 1 replaced node 3 by node 7 (RAFT REMOVE, RAFT ADD): 7 gets a copy, 3 goes;
+        // shard 2 has no record yet, so the file names its members.
+        let c = Contents { members: BTreeMap::from([(1, (9, members(&[1, 2, 7])))]), ..Contents::default() };
+        assert_eq!(ids(&c), vec![1, 2, 4, 5, 6, 7]);
+        assert_eq!(fleet_nodes(&c, &spec)[&7].peer_addr, "h:17007", "the address the shard's log holds");
     }
 }
