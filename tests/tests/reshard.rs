@@ -387,6 +387,7 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
     let old = *leaders.iter().next().expect("a leader");
     let index = (old - 1) as usize;
     fleet.kill(index);
+    let killed = Instant::now();
     wait_metadata(&fleet, "a new metadata leader", |m| num(m, "meta_leader") != 0 && num(m, "meta_leader") != old);
     // The killed node may have led its shard: wait for both shards to have leaders.
     let deadline = Instant::now() + BOUND;
@@ -424,6 +425,16 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
     assert_eq!(error(call(addr(meta_leader), &["RAFT", "METADATA", "VOTERS", "1", "1"])), "ERR node 1 is named twice");
     assert_eq!(call(addr(meta_leader), &change), OwnedFrame::SimpleString(b"OK".to_vec()));
     wait_metadata(&fleet, "the new voters everywhere", |m| ids(field(m, "meta_voters")) == new_voters);
+    // Making the dead node a voter again is refused: it could stall the group. (Silent
+    // for 3.5 s makes it suspect.)
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(killed.elapsed()));
+    let mut back: Vec<String> = ["RAFT", "METADATA", "VOTERS"].map(String::from).to_vec();
+    back.extend(new_voters.iter().filter(|&&v| v != learner).chain([&old]).map(u64::to_string));
+    let back: Vec<&str> = back.iter().map(String::as_str).collect();
+    assert_eq!(
+        error(call(addr(meta_leader), &back)),
+        format!("ERR node {old} has not been heard from for seconds; is it up?")
+    );
     let OwnedFrame::Array(rows) = call(addr(learner), &["RAFT", "METADATA", "MEMBERS"]) else { panic!("no rows") };
     let role = |id: u64| {
         rows.iter().find_map(|r| match r {

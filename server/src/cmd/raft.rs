@@ -14,7 +14,8 @@
 //!   MEMBERS` shows a shard.
 //! - `RAFT METADATA VOTERS <id> [<id> ...]`, on the metadata leader: makes exactly these
 //!   members the metadata group's voters (each must already be a member: every node of
-//!   the fleet is a learner); voters left out stay learners. How a dead voter is replaced.
+//!   the fleet is a learner), and each new voter heard from in the last seconds and within
+//!   64 entries of the leader's log; voters left out stay learners. How a dead voter is replaced.
 //! - `CLUSTER FAILOVER [FORCE|TAKEOVER]` (its CLUSTER entry calls [`failover`]): on a
 //!   replica, asks the leader to transfer to it; with FORCE or TAKEOVER, when no leader
 //!   is known or it cannot be reached, the replica campaigns by itself (a leader that is
@@ -44,6 +45,9 @@ use crate::table::{flag::*, CommandSpec, Group, Handler, KeySpec};
 
 /// How long a member change may take (a learner catching up included).
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How far behind the metadata leader's log a learner may be to be made a voter.
+const MAX_VOTER_LAG: u64 = 64;
 
 /// Each change is O(members) plus the learner's catch-up.
 const COMPLEXITY: &str = "O(N) where N is the number of members";
@@ -198,6 +202,24 @@ fn metadata(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             Some(addr) => format!("READONLY metadata changes go to the metadata leader, {addr}"),
             None => "TRYAGAIN The metadata group has no leader right now; retry shortly.".into(),
         }));
+    }
+    // A new voter must be up and caught up: were a majority of the new voters unable to
+    // answer, the joint configuration could never commit and the group would stall.
+    let m = catalog.group.metrics();
+    let last = m.last_log_index.unwrap_or(0);
+    let current: std::collections::BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+    let view = ctx.node.replica().and_then(|r| r.fleet.clone());
+    for id in voters.iter().filter(|id| !current.contains(id)) {
+        if view.as_ref().is_some_and(|v| v.is_suspect(*id)) {
+            return ctx.fail(CmdError::msg(format!("ERR node {id} has not been heard from for seconds; is it up?")));
+        }
+        let matched = m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map_or(0, |l| l.index);
+        if last.saturating_sub(matched) > MAX_VOTER_LAG {
+            return ctx.fail(CmdError::msg(format!(
+                "ERR node {id} is {} entries behind the metadata leader; is it up?",
+                last - matched
+            )));
+        }
     }
     ctx.conn.deferred = Some(Box::pin(async move {
         // Voters left out stay learners (retain): they keep their copy of the catalog.

@@ -221,6 +221,11 @@ impl FleetView {
         self.heard.lock().get(&node).unwrap_or(&self.started).elapsed()
     }
 
+    /// True when `node` has been silent long enough to be suspect (`fail?`).
+    pub fn is_suspect(&self, node: u64) -> bool {
+        self.silent_for(node) > SUSPECT_AFTER
+    }
+
     /// The cluster as clients see it: every shard of the file, this shard from its own
     /// Raft, the others from the newest hints.
     pub fn topology(&self, replica: &Replica) -> Topology {
