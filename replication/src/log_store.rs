@@ -539,10 +539,32 @@ mod tests {
             // At most the background thread's once-a-second syncs, never one per append.
             assert!(log.wal_syncs().expect("statistics") < before + 20);
         });
+        // The sync thread holds the database for the length of a WAL sync: if the last
+        // handle went while it synced, the database closes (and frees its lock) when that
+        // sync ends, a few milliseconds later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut log = loop {
+            match RocksLogStore::open(dir.path()) {
+                Ok(log) => break log,
+                Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
         rt().block_on(async {
-            let mut log = RocksLogStore::open(dir.path()).expect("reopen");
             assert_eq!(log.try_get_log_entries(..).await.expect("entries").len(), 20);
         });
+    }
+
+    /// A log database that is open already (another node on the same data directory) is
+    /// refused with an error naming the directory and the lock, not opened twice.
+    #[test]
+    fn an_open_log_is_not_opened_twice() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _first = super::LogDb::open(dir.path()).expect("open");
+        let e = super::LogDb::open(dir.path()).err().expect("a second open is refused").to_string();
+        assert!(e.contains("opening the Raft log at") && e.contains("lock"), "{e}");
     }
 
     /// Groups sharing the database see only their own log, vote and purge state.
