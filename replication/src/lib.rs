@@ -18,6 +18,8 @@
 //!   one round, and leadership transfer on demand.
 //! - [`runtime`]: openraft's tokio runtime with a seedable election-timeout generator
 //!   (for the deterministic simulation in sim/).
+//! - [`recovery`]: offline: a stopped node's view of its groups, and making one survivor
+//!   the only voter of a group that lost its majority for good.
 //! - [`group`]: a group as a node runs it: bootstrap, the proposer that batches client
 //!   writes into entries, the read fence (read-index) and leadership tracking.
 //!
@@ -30,8 +32,7 @@
 //! The engine knows nothing of Raft; this crate depends on the engine and never on the
 //! server or RESP.
 //!
-//! Not yet: membership changes as admin commands, log purge that waits for a member still
-//! installing a snapshot (openraft keeps `max_in_snapshot_log_to_keep` entries meanwhile).
+//! Not yet: log purge that waits for a member still installing a snapshot (openraft keeps `max_in_snapshot_log_to_keep` entries meanwhile).
 
 // The storage error type is openraft's `StorageError` (over 200 bytes), fixed by its
 // storage traits; helpers return it as is rather than boxing and unboxing it at every
@@ -42,6 +43,7 @@ pub mod election;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod recovery;
 pub mod runtime;
 pub mod snapshot;
 mod snapshot_file;

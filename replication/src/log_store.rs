@@ -148,6 +148,30 @@ impl LogDb {
         Ok(LogDb { db, opts: Arc::new(opts), sync: true, flushes })
     }
 
+    /// The groups that have a vote or a log entry in this database, in id order (one
+    /// seek per group: keys start with the group id).
+    pub fn groups(&self) -> Result<Vec<GroupId>, StorageError> {
+        let mut groups = std::collections::BTreeSet::new();
+        for cf in [CF_META, CF_LOGS] {
+            let handle = self.db.cf_handle(cf).expect("both column families are created on open");
+            let mut it = self.db.raw_iterator_cf(handle);
+            it.seek_to_first();
+            while let Some(key) = it.key() {
+                let Some(id) = key.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(GroupId::from_be_bytes)
+                else {
+                    break;
+                };
+                groups.insert(id);
+                match id.checked_add(1) {
+                    Some(next) => it.seek(next.to_be_bytes()),
+                    None => break,
+                }
+            }
+            it.status().map_err(|e| StorageIOError::<NodeId>::read_logs(&e))?;
+        }
+        Ok(groups.into_iter().collect())
+    }
+
     /// The log of group `group`.
     pub fn group(&self, group: GroupId) -> RocksLogStore {
         RocksLogStore {
@@ -311,6 +335,16 @@ impl RocksLogStore {
         let (key, value) = item.map_err(|e| StorageIOError::<NodeId>::read_logs(&e))?;
         let Some(index) = index_of_key(self.group, &key)? else { return Ok(None) };
         Ok(Some(Self::decode_entry(index, &value)?.log_id))
+    }
+
+    /// Writes `vote` and `entry` in one synced batch: the forced membership of
+    /// [`crate::recovery::force_single_voter`], on a stopped node's log. Never used by a
+    /// serving group (openraft writes votes and entries through the storage trait).
+    pub(crate) async fn write_recovery(&self, vote: &Vote, entry: &Entry) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.meta(), meta_key(self.group, KEY_VOTE), Self::encode(vote, ErrorSubject::Vote)?);
+        batch.put_cf(self.logs(), log_key(self.group, entry.log_id.index), Self::encode_entry(entry)?);
+        self.write_synced(batch).await.map_err(|e| StorageIOError::<NodeId>::write_logs(&e).into())
     }
 
     /// Writes one raw value under a log index, bypassing encoding (tests of corruption).

@@ -5,6 +5,7 @@
 mod backup_cli;
 mod fleet_cli;
 mod load;
+mod raft_cli;
 mod reshard_cli;
 
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ enum Command {
     /// Create, verify and restore backups of a running node or cluster.
     #[command(subcommand)]
     Backup(backup_cli::BackupCommand),
+    /// Inspect a stopped node's Raft groups, or make it the only voter of a group that
+    /// lost its majority for good.
+    #[command(subcommand)]
+    Raft(raft_cli::RaftCommand),
 }
 
 /// Every flag is also a key of the config file (`--config`); flags win over the file.
@@ -230,6 +235,7 @@ fn main() -> ExitCode {
         Some(Command::Load(a)) => return load::main(a),
         Some(Command::Cluster(c)) => return fleet_cli::main(c),
         Some(Command::Backup(c)) => return backup_cli::main(c),
+        Some(Command::Raft(c)) => return raft_cli::main(c),
         None => cli.serve,
     };
     let config = match args.into_config() {

@@ -171,6 +171,14 @@ pub fn bulk(s: &str) -> String {
     format!("${}\r\n{}\r\n", s.len(), s)
 }
 
+/// Runs `prism raft <args>` (the offline Raft tools): exit code, stdout and stderr.
+pub fn raft_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(prism_bin()).arg("raft").args(args).output().expect("run prism raft");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    eprintln!("prism raft {args:?}: {}\n{}{}", out.status, text(&out.stdout), text(&out.stderr));
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
 /// The `prism` binary the process tests run: `PRISM_BIN` when set (scripts/test sets it to
 /// the binary it just built), else the binary of this test's profile, built first so a
 /// stale one is never tested.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prism_tests::fleet::{start_steady_group, Fleet, FleetOptions};
-use prism_tests::{bulk, encode, RawClient};
+use prism_tests::{bulk, encode, raft_cli, RawClient};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -324,6 +324,91 @@ async fn members_are_added_and_a_dead_one_replaced() {
     assert_eq!(on_leader(&live, &["SET", "after", "replace"]).await, "+OK\r\n");
     eventually("node 4 follows", async || four.cmd(&["GET", "after"]).await == bulk("replace")).await;
     assert_eq!(on_leader(&live, &["WAIT", "2", "10000"]).await, ":2\r\n");
+}
+
+/// Two of three members lost for good (killed, their data deleted): the survivor, whose
+/// log was purged up to a snapshot, is made the only voter offline with `prism raft
+/// force-single-voter`, leads alone with every acknowledged write, and takes a new member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_of_a_lost_majority_is_forced_to_lead_alone_and_takes_a_new_member() {
+    let (mut fleet, leader) = start_with(&["--raft-snapshot-entries", "20"]);
+    let survivor = (leader + 1) % 3;
+    let mut l = client(&fleet, leader).await;
+    for i in 0..60 {
+        assert_eq!(l.cmd(&["SET", &format!("f:{i}"), &format!("{i}")]).await, "+OK\r\n");
+    }
+    assert_eq!(l.cmd(&["WAIT", "2", "10000"]).await, ":2\r\n");
+    drop(l);
+    let mut s = client(&fleet, survivor).await;
+    // The survivor's own log is purged past the membership entry: it is read from the snapshot.
+    eventually("the survivor snapshots and purges its log", async || {
+        let info = s.cmd(&["INFO", "raft"]).await;
+        !info.contains("snapshot_index:0\r\n") && !info.contains("purged_index:0\r\n")
+    })
+    .await;
+    drop(s);
+    let data = fleet.data_dir(survivor).expect("data dir");
+    let data = data.to_str().expect("utf-8 path");
+    let (code, _, err) = raft_cli(&["show", "--data-dir", data]);
+    assert_eq!(code, 2, "a running node's log is refused: {err}");
+    assert!(err.contains("stop it first"), "{err}");
+
+    for lost in [leader, (leader + 2) % 3] {
+        fleet.kill(lost);
+        std::fs::remove_dir_all(fleet.data_dir(lost).expect("data dir")).expect("delete a lost member's data");
+    }
+    fleet.kill(survivor);
+    let (code, out, err) = raft_cli(&["show", "--data-dir", data]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("group 0\n") && out.contains("  voters: 1,2,3\n"), "{out}");
+    assert!(!out.contains("  purged: none"), "{out}");
+    let me = (survivor + 1).to_string();
+    let (code, _, err) = raft_cli(&["force-single-voter", "--data-dir", data, "--node-id", "7", "--group", "0"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("node 7 is not a voter of group 0 (voters: 1,2,3)"), "{err}");
+    let (code, _, err) = raft_cli(&["force-single-voter", "--data-dir", data, "--node-id", &me, "--group", "x"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = raft_cli(&["force-single-voter", "--data-dir", data, "--node-id", &me, "--group", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("node {me} is now its only voter")), "{out}");
+    let (_, out, _) = raft_cli(&["show", "--data-dir", data]);
+    assert!(out.contains(&format!("  voters: {me}\n")) && out.contains(&format!("node={me} committed")), "{out}");
+
+    fleet.restart(survivor).expect("restart the survivor");
+    let mut s = client(&fleet, survivor).await;
+    eventually("the survivor leads alone", async || s.cmd(&["INFO", "raft"]).await.contains("role:leader")).await;
+    for i in 0..60 {
+        assert_eq!(s.cmd(&["GET", &format!("f:{i}")]).await, bulk(&i.to_string()), "f:{i} after the recovery");
+    }
+    assert_eq!(s.cmd(&["SET", "after", "recovery"]).await, "+OK\r\n");
+    let members = parse_members(&s.cmd(&["RAFT", "MEMBERS"]).await);
+    assert_eq!(members.iter().map(|m| (m.0, m.3.as_str())).collect::<Vec<_>>(), [(survivor as u64 + 1, "voter")]);
+
+    // A new member under a new id (never a lost one's) joins and receives everything.
+    let survivor_addr = fleet.client_addrs()[survivor];
+    let survivor_peer = members[0].2.rsplit_once(':').expect("peer addr").1.to_string();
+    let (port, peer) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = std::fs::File::create(dir.path().join("node-4.log")).expect("log file");
+    let group = format!("{me}@{survivor_addr}@{survivor_peer},4@127.0.0.1:{port}@{peer}");
+    let child = std::process::Command::new(prism_tests::prism_bin())
+        .args(["--port", &port.to_string(), "--node-id", "4", "--raft-group", &group, "--raft-heartbeat-ms", "500"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start node 4");
+    let _four = Extra { child, _dir: dir };
+    let four_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    eventually("node 4 listens", async || tokio::net::TcpStream::connect(four_addr).await.is_ok()).await;
+    assert_eq!(s.cmd(&["RAFT", "ADD", "4", &format!("127.0.0.1:{port}@{peer}")]).await, "+OK\r\n");
+    let mut four = RawClient::connect(four_addr).await;
+    assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
+    eventually("node 4 holds the data", async || four.cmd(&["GET", "after"]).await == bulk("recovery")).await;
+    assert_eq!(four.cmd(&["GET", "f:59"]).await, bulk("59"));
+    assert_eq!(s.cmd(&["SET", "two", "voters"]).await, "+OK\r\n");
+    assert_eq!(s.cmd(&["WAIT", "1", "10000"]).await, ":1\r\n");
 }
 
 /// The member of `addrs` that answers `role:leader` with the highest term (bounded wait).

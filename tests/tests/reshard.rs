@@ -488,3 +488,79 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
         "{rows:?}"
     );
 }
+
+/// Two of the metadata group's three voters lost for good (killed, data deleted): the
+/// group has no majority until the survivor is made its only voter offline (`prism raft
+/// force-single-voter --group metadata`); then it leads alone, takes two live nodes as
+/// voters (`RAFT METADATA VOTERS`) and records the next slot move on every node.
+#[test]
+fn a_metadata_group_that_lost_two_voters_is_rebuilt_from_its_survivor() {
+    let mut fleet = start();
+    let field = |m: &std::collections::HashMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
+    let num = |m: &std::collections::HashMap<String, String>, k: &str| field(m, k).parse::<u64>().unwrap_or(0);
+    let ids = |text: String| -> Vec<u64> { text.split(',').filter_map(|t| t.parse().ok()).collect() };
+    let formed = wait_metadata(&fleet, "metadata group formed", |m| num(m, "meta_leader") != 0);
+    let voters = ids(field(&formed[0], "meta_voters"));
+    assert_eq!(voters.len(), 3, "{formed:#?}");
+    // Lose one voter of each shard, so both shards keep a majority: the survivor shares a
+    // shard with one of the lost (three voters, two shards).
+    let shard = |id: u64| (id as usize - 1) / MEMBERS;
+    let survivor = *voters
+        .iter()
+        .find(|&&v| voters.iter().any(|&w| w != v && shard(w) == shard(v)))
+        .expect("two voters in one shard");
+    let lost: Vec<u64> = voters.iter().copied().filter(|&v| v != survivor).collect();
+    assert_ne!(shard(lost[0]), shard(lost[1]), "{voters:?}");
+    for &id in &lost {
+        fleet.kill(id as usize - 1);
+        std::fs::remove_dir_all(fleet.data_dir(id as usize - 1).expect("dir")).expect("delete a lost voter's data");
+    }
+    let s = survivor as usize - 1;
+    fleet.kill(s);
+    let data = fleet.data_dir(s).expect("dir");
+    let data = data.to_str().expect("utf-8");
+    let (code, out, err) = prism_tests::raft_cli(&["show", "--data-dir", data]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<String> = voters.iter().map(u64::to_string).collect();
+    assert!(out.contains("group 0 (metadata)\n  vote: "), "{out}");
+    assert!(out.contains(&format!("  voters: {}\n", listed.join(","))), "{out}");
+    let me = survivor.to_string();
+    let (code, _, err) =
+        prism_tests::raft_cli(&["force-single-voter", "--data-dir", data, "--node-id", &me, "--group", "metadata"]);
+    assert_eq!(code, 0, "{err}");
+    fleet.restart(s).expect("restart the survivor");
+    wait_metadata(&fleet, "the survivor leads the metadata group alone", |m| {
+        num(m, "meta_leader") == survivor && ids(field(m, "meta_voters")) == [survivor]
+    });
+
+    // Any two live nodes become voters beside the survivor.
+    let mut new_voters: Vec<u64> =
+        (1..=fleet.len() as u64).filter(|id| *id != survivor && !lost.contains(id)).take(2).collect();
+    new_voters.push(survivor);
+    new_voters.sort();
+    let mut change: Vec<String> = ["RAFT", "METADATA", "VOTERS"].map(String::from).to_vec();
+    change.extend(new_voters.iter().map(u64::to_string));
+    let change: Vec<&str> = change.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        // A learner just re-added may still be catching up: "behind" is retried.
+        match call(fleet.client_addrs()[s], &change) {
+            OwnedFrame::SimpleString(ok) if ok == b"OK" => break,
+            other => assert!(Instant::now() < deadline, "RAFT METADATA VOTERS: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_metadata(&fleet, "three voters again everywhere", |m| ids(field(m, "meta_voters")) == new_voters);
+
+    // The catalog records again: a move, once both shards lead (the survivor's restart
+    // left its shard one member short for a moment).
+    let deadline = Instant::now() + BOUND;
+    while (0..SHARDS).any(|s| leader_of(&fleet, s).is_none()) {
+        assert!(Instant::now() < deadline, "a shard without a leader after the recovery");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = num(&metadata(fleet.client_addrs()[s]), "catalog_epoch");
+    let (first, _) = shard_slots(0, SHARDS);
+    reshard(&fleet, &format!("{}-{}", first + 20, first + 21), 2);
+    wait_metadata(&fleet, "the move after the recovery recorded everywhere", |m| num(m, "catalog_epoch") > before);
+}
