@@ -225,6 +225,30 @@ struct Extra {
     _dir: tempfile::TempDir,
 }
 
+impl Extra {
+    /// Starts node 4 outside the fleet with a group of itself and `member`
+    /// (`<id>@<client addr>@<peer port>`, a lower id, so it never starts a group alone);
+    /// returns it once it listens, with its client address and the address RAFT ADD takes.
+    async fn node_four(member: &str) -> (Extra, SocketAddr, String) {
+        let (port, peer) = (free_port(), free_port());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = std::fs::File::create(dir.path().join("node-4.log")).expect("log file");
+        let group = format!("{member},4@127.0.0.1:{port}@{peer}");
+        let child = std::process::Command::new(prism_tests::prism_bin())
+            .args(["--port", &port.to_string(), "--node-id", "4", "--raft-group", &group, "--raft-heartbeat-ms", "500"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start node 4");
+        let four = Extra { child, _dir: dir };
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        eventually("node 4 listens", async || tokio::net::TcpStream::connect(addr).await.is_ok()).await;
+        (four, addr, format!("127.0.0.1:{port}@{peer}"))
+    }
+}
+
 impl Drop for Extra {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -264,31 +288,8 @@ async fn members_are_added_and_a_dead_one_replaced() {
     let (one_client, one_peer) = members.iter().find(|m| m.0 == 1).map(|m| (m.1.clone(), m.2.clone())).expect("1");
     let one_peer_port = one_peer.rsplit_once(':').expect("peer addr").1;
 
-    // The new node names itself and a lower-id member, so it never starts a group alone.
-    let (port, peer) = (free_port(), free_port());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = std::fs::File::create(dir.path().join("node-4.log")).expect("log file");
-    let group = format!("1@{one_client}@{one_peer_port},4@127.0.0.1:{port}@{peer}");
-    let child = std::process::Command::new(prism_tests::prism_bin())
-        .args(["--port", &port.to_string(), "--node-id", "4", "--raft-group", &group, "--raft-heartbeat-ms", "500"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start node 4");
-    let _four = Extra { child, _dir: dir };
-    let four_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let mut four = None;
-    for _ in 0..200 {
-        if let Ok(s) = tokio::net::TcpStream::connect(four_addr).await {
-            drop(s);
-            four = Some(RawClient::connect(four_addr).await);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut four = four.expect("node 4 answers");
+    let (_four, four_addr, four_peer) = Extra::node_four(&format!("1@{one_client}@{one_peer_port}")).await;
+    let mut four = RawClient::connect(four_addr).await;
 
     // A member that does not lead refuses membership changes. Leadership may move on a
     // loaded machine, so the member asked is one that does not lead at that moment.
@@ -297,7 +298,7 @@ async fn members_are_added_and_a_dead_one_replaced() {
     assert!(refused.starts_with("-READONLY"), "change on a follower answered {refused:?}");
     assert!(on_leader(&three, &["RAFT", "ADD", "x", "127.0.0.1:1"]).await.starts_with("-ERR"), "bad id");
 
-    assert_eq!(on_leader(&three, &["RAFT", "ADD", "4", &format!("127.0.0.1:{port}@{peer}")]).await, "+OK\r\n");
+    assert_eq!(on_leader(&three, &["RAFT", "ADD", "4", &four_peer]).await, "+OK\r\n");
     let members = parse_members(&on_leader(&three, &["RAFT", "MEMBERS"]).await);
     assert_eq!(members.iter().filter(|m| m.3 == "voter").count(), 4, "{members:?}");
     assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
@@ -387,22 +388,8 @@ async fn a_survivor_of_a_lost_majority_is_forced_to_lead_alone_and_takes_a_new_m
     // A new member under a new id (never a lost one's) joins and receives everything.
     let survivor_addr = fleet.client_addrs()[survivor];
     let survivor_peer = members[0].2.rsplit_once(':').expect("peer addr").1.to_string();
-    let (port, peer) = (free_port(), free_port());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = std::fs::File::create(dir.path().join("node-4.log")).expect("log file");
-    let group = format!("{me}@{survivor_addr}@{survivor_peer},4@127.0.0.1:{port}@{peer}");
-    let child = std::process::Command::new(prism_tests::prism_bin())
-        .args(["--port", &port.to_string(), "--node-id", "4", "--raft-group", &group, "--raft-heartbeat-ms", "500"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start node 4");
-    let _four = Extra { child, _dir: dir };
-    let four_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    eventually("node 4 listens", async || tokio::net::TcpStream::connect(four_addr).await.is_ok()).await;
-    assert_eq!(s.cmd(&["RAFT", "ADD", "4", &format!("127.0.0.1:{port}@{peer}")]).await, "+OK\r\n");
+    let (_four, four_addr, four_peer) = Extra::node_four(&format!("{me}@{survivor_addr}@{survivor_peer}")).await;
+    assert_eq!(s.cmd(&["RAFT", "ADD", "4", &four_peer]).await, "+OK\r\n");
     let mut four = RawClient::connect(four_addr).await;
     assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
     eventually("node 4 holds the data", async || four.cmd(&["GET", "after"]).await == bulk("recovery")).await;
