@@ -140,7 +140,7 @@ pub async fn force_single_voter(db: &LogDb, group: GroupId, me: NodeId, snapshot
             list.join(",")
         ));
     }
-    let mut nodes: BTreeMap<NodeId, PeerNode> =
+    let nodes: BTreeMap<NodeId, PeerNode> =
         before.nodes().into_iter().filter(|(id, _)| *id == me || !voters.contains(id)).collect();
     if !nodes.contains_key(&me) {
         // Membership::new would give it a default (empty) address: refuse instead.
@@ -151,7 +151,7 @@ pub async fn force_single_voter(db: &LogDb, group: GroupId, me: NodeId, snapshot
     let index = before.last_log.map_or(0, |l| l.index + 1);
     let entry = Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, me), index),
-        payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([me])], std::mem::take(&mut nodes))),
+        payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([me])], nodes)),
     };
     debug_assert!(membership.log_id().is_none_or(|l| l.index < index));
     let vote = Vote::new_committed(term, me);
