@@ -19,6 +19,8 @@ use clap::{Args, Subcommand};
 use prism_replication::recovery::{self, GroupState};
 use prism_replication::types::LogId;
 use prism_replication::LogDb;
+use prism_server::fleet::catalog;
+use prism_server::replica;
 
 #[derive(Subcommand)]
 pub enum RaftCommand {
@@ -75,7 +77,7 @@ pub fn main(command: RaftCommand) -> ExitCode {
 type Failure = (u8, String);
 
 fn open(data_dir: &Path) -> Result<LogDb, Failure> {
-    let dir = data_dir.join("raft").join("log");
+    let dir = replica::log_dir(&replica::raft_dir(data_dir));
     if !dir.join("CURRENT").exists() {
         return Err((2, format!("no Raft log at {}: is --data-dir the node's data-dir?", dir.display())));
     }
@@ -86,15 +88,19 @@ fn open(data_dir: &Path) -> Result<LogDb, Failure> {
     })
 }
 
-/// The directory of `group`'s last snapshot: `snapshot-metadata` for a fleet node's
-/// group 0, `snapshot-<id>` otherwise (`prism_server::replica`, `fleet::catalog`).
+/// Whether `group` is a fleet node's metadata group: group 0 with the metadata
+/// snapshot directory (a `raft-group` node's group is 0 too, with a shard's).
+fn is_metadata(data_dir: &Path, group: u32) -> bool {
+    group == catalog::META_GROUP && catalog::snapshot_dir(&replica::raft_dir(data_dir)).exists()
+}
+
+/// The directory of `group`'s last snapshot.
 fn snapshot_dir(data_dir: &Path, group: u32) -> PathBuf {
-    let raft = data_dir.join("raft");
-    let metadata = raft.join("snapshot-metadata");
-    if group == prism_server::fleet::catalog::META_GROUP && metadata.exists() {
-        metadata
+    let raft = replica::raft_dir(data_dir);
+    if is_metadata(data_dir, group) {
+        catalog::snapshot_dir(&raft)
     } else {
-        raft.join(format!("snapshot-{group}"))
+        replica::snapshot_dir(&raft, group)
     }
 }
 
@@ -115,7 +121,7 @@ fn ids(set: impl IntoIterator<Item = u64>) -> String {
 }
 
 fn describe(s: &GroupState, data_dir: &Path) -> String {
-    let name = if snapshot_dir(data_dir, s.group).ends_with("snapshot-metadata") { " (metadata)" } else { "" };
+    let name = if is_metadata(data_dir, s.group) { " (metadata)" } else { "" };
     let vote = match s.vote {
         Some(v) => format!(
             "term={} node={}{}",
@@ -156,7 +162,7 @@ async fn show(data_dir: &Path) -> Result<(), Failure> {
 
 async fn force(a: &ForceArgs) -> Result<(), Failure> {
     let group = if a.group.eq_ignore_ascii_case("metadata") {
-        prism_server::fleet::catalog::META_GROUP
+        catalog::META_GROUP
     } else {
         a.group.parse().map_err(|_| (2, format!("--group: {:?} is not a group id or `metadata`", a.group)))?
     };

@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
@@ -40,6 +41,22 @@ use crate::topology::{ClusterNode, Topology};
 
 /// The group id of a single shard configured with `raft-group`.
 pub const GROUP: u32 = 0;
+
+/// Where a node keeps its Raft state: `<data-dir>/raft` (read offline by `prism raft`).
+pub fn raft_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("raft")
+}
+
+/// The log database of every group the node hosts, under [`raft_dir`].
+pub fn log_dir(raft_dir: &Path) -> PathBuf {
+    raft_dir.join("log")
+}
+
+/// The last snapshot of shard group `group`, under [`raft_dir`] (the fleet's metadata
+/// group has its own: `fleet::catalog::snapshot_dir`).
+pub fn snapshot_dir(raft_dir: &Path, group: u32) -> PathBuf {
+    raft_dir.join(format!("snapshot-{group}"))
+}
 
 pub struct Replica {
     pub group: ShardGroup,
@@ -154,10 +171,10 @@ impl Replica {
         let Some(mine) = roster.iter().find(|m| m.id == me) else {
             return Err(format!("node-id {me} is not a member of raft-group"));
         };
-        let raft_dir = config.data_dir.join("raft");
+        let raft_dir = raft_dir(&config.data_dir);
         let durability = if config.appendfsync_everysec { Durability::EverySec } else { Durability::Always };
-        let log = LogDb::open_with(&raft_dir.join("log"), durability).map_err(|e| e.to_string())?;
-        let sm = KeyspaceStateMachine::open(&raft_dir.join(format!("snapshot-{group_id}")), node.keyspace.clone())
+        let log = LogDb::open_with(&log_dir(&raft_dir), durability).map_err(|e| e.to_string())?;
+        let sm = KeyspaceStateMachine::open(&snapshot_dir(&raft_dir, group_id), node.keyspace.clone())
             .map_err(|e| e.to_string())?
             .with_hook(Arc::new(NodeApply(Arc::downgrade(node))));
         let snapshot = sm.snapshot_view();

@@ -336,6 +336,16 @@ fn metadata(addr: SocketAddr) -> std::collections::HashMap<String, String> {
     text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
 }
 
+/// Field `k` of an `INFO metadata` map ("" when absent).
+fn field(m: &std::collections::HashMap<String, String>, k: &str) -> String {
+    m.get(k).cloned().unwrap_or_default()
+}
+
+/// Numeric field `k` of an `INFO metadata` map (0 when absent or not a number).
+fn num(m: &std::collections::HashMap<String, String>, k: &str) -> u64 {
+    field(m, k).parse().unwrap_or(0)
+}
+
 /// Waits until every running node's `INFO metadata` satisfies `ok`; returns them.
 fn wait_metadata(
     fleet: &Fleet,
@@ -362,8 +372,6 @@ fn wait_metadata(
 #[test]
 fn the_metadata_group_records_every_move_and_survives_its_leader() {
     let mut fleet = start();
-    let field = |m: &std::collections::HashMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
-    let num = |m: &std::collections::HashMap<String, String>, k: &str| field(m, k).parse::<u64>().unwrap_or(0);
     let formed = wait_metadata(&fleet, "metadata group formed with the whole catalog", |m| {
         num(m, "meta_leader") != 0 && num(m, "catalog_nodes") == 6 && num(m, "catalog_shards") == 2
     });
@@ -496,8 +504,6 @@ fn the_metadata_group_records_every_move_and_survives_its_leader() {
 #[test]
 fn a_metadata_group_that_lost_two_voters_is_rebuilt_from_its_survivor() {
     let mut fleet = start();
-    let field = |m: &std::collections::HashMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
-    let num = |m: &std::collections::HashMap<String, String>, k: &str| field(m, k).parse::<u64>().unwrap_or(0);
     let ids = |text: String| -> Vec<u64> { text.split(',').filter_map(|t| t.parse().ok()).collect() };
     let formed = wait_metadata(&fleet, "metadata group formed", |m| num(m, "meta_leader") != 0);
     let voters = ids(field(&formed[0], "meta_voters"));

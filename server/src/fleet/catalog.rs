@@ -53,6 +53,11 @@ use crate::replica::Replica;
 
 /// The metadata group's Raft group id (shard ids are never 0).
 pub const META_GROUP: u32 = 0;
+
+/// The metadata group's last snapshot, under the node's `replica::raft_dir`.
+pub fn snapshot_dir(raft_dir: &std::path::Path) -> std::path::PathBuf {
+    raft_dir.join("snapshot-metadata")
+}
 const NODES: &[u8] = b"{catalog}nodes";
 const CLAIMS: &[u8] = b"{catalog}claims";
 const MEMBERS: &[u8] = b"{catalog}members";
@@ -188,7 +193,7 @@ impl Catalog {
     /// will add.
     pub async fn start(host: &Host, spec: &FleetSpec, log: RocksLogStore, raft_dir: &Path) -> Result<Catalog, String> {
         let keyspace = Arc::new(Keyspace::new());
-        let sm = KeyspaceStateMachine::open(&raft_dir.join("snapshot-metadata"), keyspace.clone())
+        let sm = KeyspaceStateMachine::open(&snapshot_dir(raft_dir), keyspace.clone())
             .map_err(|e| format!("metadata group: {e}"))?;
         let voters = spec.metadata_voters();
         let members: BTreeMap<u64, PeerNode> = if voters.contains(&host.me) {
