@@ -11,9 +11,12 @@
 //! (one slot is ~1/16384 of the data), once per snapshot.
 //!
 //! Invariants:
-//! - No write runs while `begin_snapshot` runs (the caller serializes them: a Raft state
-//!   machine starts a snapshot between two applies), so the snapshot's instant is
-//!   well defined and its versions are exact.
+//! - No write runs while `begin_snapshot` records the instant (the slot versions, the
+//!   shard metadata and the tier manifest) and registers the snapshot: it holds the
+//!   keyspace's write gate exclusively, which every outermost write holds shared from
+//!   before it reads [`Snapshotting::current`] until it released its slot locks. So the
+//!   instant falls between two writes whoever calls it: a Raft state machine between two
+//!   applies, or `BACKUP SAVE` on a connection while the shard applies writes.
 //! - Each slot is copied exactly once: its "copied" flag is claimed (`swap`) only while
 //!   that slot's lock is held, read or write, so the table is the untouched state at the
 //!   snapshot's instant when it is copied, and no write to the slot can run until the copy
@@ -168,9 +171,15 @@ impl SnapshotInProgress {
 impl Keyspace {
     /// Starts a copy-on-write snapshot of the current state and returns it; finish it with
     /// [`SnapshotInProgress::copy_rest`] (typically on a background thread) while writes go
-    /// on. No write may run concurrently with this call (see the module invariants); a
+    /// on. Safe to call while other threads write: it waits for the writes in flight and
+    /// holds new ones back for the few microseconds it takes (module invariants). A
     /// snapshot still in progress is completed first.
     pub fn begin_snapshot(&self) -> Arc<SnapshotInProgress> {
+        if let Some(earlier) = self.snapshotting.current() {
+            earlier.copy_remaining(self);
+        }
+        let _instant = self.writes.write();
+        // Another thread began one meanwhile (rare): it is completed too, writes waiting.
         if let Some(earlier) = self.snapshotting.current() {
             earlier.copy_remaining(self);
         }

@@ -210,3 +210,52 @@ fn concurrent_writes_never_leak_into_the_copy() {
     assert_eq!(image_strings(&img), expected);
     assert_eq!(img.slots.len(), SLOT_COUNT);
 }
+
+/// A snapshot begun on one thread while another writes (BACKUP SAVE on a live node does
+/// this) is still of one instant: each MSET below names two slots and bumps both, so in
+/// any image the two values agree and equal the slots' recorded versions.
+#[test]
+fn a_snapshot_begun_while_another_thread_writes_is_of_one_instant() {
+    let ks = Arc::new(Keyspace::new());
+    let (x, y) = ("{b}x", "{a}y");
+    assert!(slot(x).get() < slot(y).get(), "the copier reaches x first");
+    let mset = |i: u64| Write {
+        now_ms: 0,
+        op: Op::MSet { pairs: vec![(x.into(), i.to_string().into()), (y.into(), i.to_string().into())], nx: false },
+    };
+    ks.apply(&mset(0));
+    let base = ks.slot_version(slot(x)) - 1;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (ks, stop) = (ks.clone(), stop.clone());
+        // Bounded: at most 2 M writes.
+        std::thread::spawn(move || {
+            for i in 1..2_000_000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                ks.apply(&mset(i));
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut images = 0;
+    while images < 500 && std::time::Instant::now() < deadline {
+        let img = ks.snapshot_now();
+        let value = |k: &str| match img.slots[slot(k).get() as usize].iter().find(|(key, _)| key == k) {
+            Some((_, e)) => match &e.value {
+                Value::Str(s) => std::str::from_utf8(s).expect("utf8").parse::<u64>().expect("a number"),
+                other => panic!("unexpected value {other:?}"),
+            },
+            None => panic!("{k} missing from the image"),
+        };
+        let (vx, vy) = (value(x), value(y));
+        assert_eq!(vx, vy, "image {images}: one MSET is wholly in or out");
+        assert_eq!(img.versions[slot(x).get() as usize] - base, vx + 1, "image {images}: versions of the same instant");
+        assert_eq!(img.versions[slot(y).get() as usize], img.versions[slot(x).get() as usize]);
+        images += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
+    assert!(images > 10, "only {images} images");
+}

@@ -122,8 +122,8 @@ impl Digests {
         Ok(())
     }
 
-    /// The digests of every row of a keyspace image (hot rows; cold slots' rows are in
-    /// their objects and added with [`Digests::add`]).
+    /// The digests of every row of a keyspace image (its tables: hot slots and cold
+    /// slots' deltas; the rows of cold slots' objects are added with [`Digests::add`]).
     pub fn of_image(image: &prism_engine::keyspace::SnapshotImage) -> Digests {
         let mut d = Digests::default();
         for (slot, rows) in image.slots.iter().enumerate() {

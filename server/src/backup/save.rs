@@ -4,15 +4,18 @@
 //!
 //! Steps: a copy-on-write snapshot of the keyspace (the engine's, the one Raft snapshots
 //! use: every write is wholly in it or wholly out, and writes go on meanwhile); per-slot
-//! digests of its hot rows; for every cold slot its snapshot names, the object read
-//! (checksum verified), its rows digested, and the object copied to the backup store
-//! unless that is the node's own cold store; then the snapshot object. The manifest
+//! digests of its rows in memory (hot slots, and cold slots' deltas); for every cold slot
+//! its snapshot names, the object read (checksum verified), its rows digested but those
+//! of keys the slot's delta decides (so the digests are of the slot as a load merges it),
+//! and the object copied to the backup store unless that is the node's own cold store;
+//! then the snapshot object. The manifest
 //! that makes the backup complete is written by the caller, after every shard answered.
 //!
 //! Invariants: nothing here changes the keyspace or proposes anything; a failure
 //! answers an error and leaves at most unreferenced objects under `name/` (no manifest
 //! names them). The credentials file path is read by this node, never a secret in argv.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -123,7 +126,17 @@ impl Plan {
         let (mut digests, snap, hot_rows, cold) = tokio::task::spawn_blocking(move || {
             let image = keyspace.snapshot_now();
             let digests = Digests::of_image(&image);
-            let cold = image.tier.cold.clone();
+            // A cold slot's table is its delta (tier::manifest): the keys it holds are
+            // decided there, and the object's rows for them are not the slot's.
+            let cold: Vec<(u16, String, HashSet<Bytes>)> = image
+                .tier
+                .cold
+                .iter()
+                .map(|(slot, entry)| {
+                    let delta = image.slots.get(*slot as usize).map(|t| t.iter().map(|(k, _)| k.clone()).collect());
+                    (*slot, entry.object.clone(), delta.unwrap_or_default())
+                })
+                .collect();
             let copy = KeyspaceCopy::from_image(image);
             let hot_rows = copy.len() as u64;
             (digests, Bytes::from(snapshot::encode(&copy)), hot_rows, cold)
@@ -132,10 +145,10 @@ impl Plan {
         .map_err(|e| e.to_string())?;
         // The objects the snapshot names stay until the part file below names them
         // (cold_gc.rs); pinned right after the image, while they were still referenced.
-        let _pin = self.gc.pin(cold.iter().map(|(_, e)| e.object.clone()).collect());
+        let _pin = self.gc.pin(cold.iter().map(|(_, object, _)| object.clone()).collect());
         // Cold partitions: read (verified), digested and copied a few at a time.
         let results: Vec<Result<(ColdPart, Digests), String>> = futures::stream::iter(cold)
-            .map(|(slot, entry)| self.cold_part(&target, slot, entry.object))
+            .map(|(slot, object, delta)| self.cold_part(&target, slot, object, delta))
             .buffer_unordered(COPIES)
             .collect()
             .await;
@@ -178,9 +191,16 @@ impl Plan {
         Ok(json)
     }
 
-    /// One cold slot's object: read and verified, its rows digested, copied to `target`
+    /// One cold slot's object: read and verified, its rows digested (but those of keys
+    /// the slot's `delta` holds: the snapshot's digests have those), copied to `target`
     /// unless that is the node's own cold store.
-    async fn cold_part(&self, target: &ColdStore, slot: u16, object: String) -> Result<(ColdPart, Digests), String> {
+    async fn cold_part(
+        &self,
+        target: &ColdStore,
+        slot: u16,
+        object: String,
+        delta: HashSet<Bytes>,
+    ) -> Result<(ColdPart, Digests), String> {
         let store = self.cold.as_ref().ok_or("a cold slot but no cold store")?;
         let bytes = store.get(&object).await.map_err(|e| e.to_string())?;
         // Encrypted backups copy (and seal) every object: the cold store's are plain.
@@ -192,7 +212,7 @@ impl Plan {
                 return Err(format!("the object for slot {slot} holds slot {}", partition.slot.get()));
             }
             let mut d = Digests::default();
-            for row in &partition.rows {
+            for row in partition.rows.iter().filter(|r| !delta.contains(&r.key)) {
                 d.add(slot, &row.key, row.expire_at, &row.payload);
             }
             Ok((d, partition.rows.len() as u64))
