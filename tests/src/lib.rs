@@ -179,6 +179,57 @@ pub fn raft_cli(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
+/// A `prism` process a test starts outside any [`fleet::Fleet`] (a node joining one, say),
+/// with a temporary directory of its own for its data and log; killed on drop.
+pub struct Outsider {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Outsider {
+    /// Starts `prism <args> --data-dir <its dir>/data`, logging to `<its dir>/node.log`.
+    pub fn start(args: &[&str]) -> Outsider {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
+        let child = std::process::Command::new(prism_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start prism");
+        Outsider { child, dir }
+    }
+
+    /// Its temporary directory (files a test writes for it can go here too).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Outsider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- outsider log (tail) ---\n{}", self.log_tail(40));
+        }
+    }
+}
+
+/// A free loopback port (free when this returns; a test binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
 /// The `prism` binary the process tests run: `PRISM_BIN` when set (scripts/test sets it to
 /// the binary it just built), else the binary of this test's profile, built first so a
 /// stale one is never tested.

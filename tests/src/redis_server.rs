@@ -4,11 +4,11 @@
 //!
 //! The server runs without persistence, in cluster mode off, and is killed on drop.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::RawClient;
+use crate::{free_port, RawClient};
 
 pub struct RealRedis {
     pub addr: SocketAddr,
@@ -54,10 +54,6 @@ impl Drop for RealRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Sends `args` to both and asserts the raw replies are identical.

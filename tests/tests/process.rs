@@ -19,15 +19,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prism_tests::{prism_bin, RawClient, REPLY_TIMEOUT};
+use prism_tests::{free_port, prism_bin, RawClient, REPLY_TIMEOUT};
 
 /// Longest a process may take to start serving or to exit.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 /// Runs prism with `args` and waits for it to exit on its own; fails if it keeps running.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prism_tests::fleet::{start_steady_group, Fleet, FleetOptions};
-use prism_tests::{bulk, encode, raft_cli, RawClient};
+use prism_tests::{bulk, encode, free_port, raft_cli, Outsider, RawClient};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -219,45 +219,25 @@ async fn a_member_behind_the_purged_log_installs_a_snapshot() {
     assert!(!info.contains("snapshot_index:0\r\n"), "the member installed a snapshot: {info}");
 }
 
-/// A `prism` process started outside the fleet, and its directory; killed on drop.
-struct Extra {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Extra {
-    /// Starts node 4 outside the fleet with a group of itself and `member`
-    /// (`<id>@<client addr>@<peer port>`, a lower id, so it never starts a group alone);
-    /// returns it once it listens, with its client address and the address RAFT ADD takes.
-    async fn node_four(member: &str) -> (Extra, SocketAddr, String) {
-        let (port, peer) = (free_port(), free_port());
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = std::fs::File::create(dir.path().join("node-4.log")).expect("log file");
-        let group = format!("{member},4@127.0.0.1:{port}@{peer}");
-        let child = std::process::Command::new(prism_tests::prism_bin())
-            .args(["--port", &port.to_string(), "--node-id", "4", "--raft-group", &group, "--raft-heartbeat-ms", "500"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start node 4");
-        let four = Extra { child, _dir: dir };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        eventually("node 4 listens", async || tokio::net::TcpStream::connect(addr).await.is_ok()).await;
-        (four, addr, format!("127.0.0.1:{port}@{peer}"))
-    }
-}
-
-impl Drop for Extra {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+/// Starts node 4 outside the fleet with a group of itself and `member`
+/// (`<id>@<client addr>@<peer port>`, a lower id, so it never starts a group alone);
+/// returns it once it listens, with its client address and the address RAFT ADD takes.
+async fn node_four(member: &str) -> (Outsider, SocketAddr, String) {
+    let (port, peer) = (free_port(), free_port());
+    let group = format!("{member},4@127.0.0.1:{port}@{peer}");
+    let four = Outsider::start(&[
+        "--port",
+        &port.to_string(),
+        "--node-id",
+        "4",
+        "--raft-group",
+        &group,
+        "--raft-heartbeat-ms",
+        "500",
+    ]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    eventually("node 4 listens", async || tokio::net::TcpStream::connect(addr).await.is_ok()).await;
+    (four, addr, format!("127.0.0.1:{port}@{peer}"))
 }
 
 /// `RAFT MEMBERS` as (id, client address, peer address, role) rows.
@@ -288,7 +268,7 @@ async fn members_are_added_and_a_dead_one_replaced() {
     let (one_client, one_peer) = members.iter().find(|m| m.0 == 1).map(|m| (m.1.clone(), m.2.clone())).expect("1");
     let one_peer_port = one_peer.rsplit_once(':').expect("peer addr").1;
 
-    let (_four, four_addr, four_peer) = Extra::node_four(&format!("1@{one_client}@{one_peer_port}")).await;
+    let (_four, four_addr, four_peer) = node_four(&format!("1@{one_client}@{one_peer_port}")).await;
     let mut four = RawClient::connect(four_addr).await;
 
     // A member that does not lead refuses membership changes. Leadership may move on a
@@ -388,7 +368,7 @@ async fn a_survivor_of_a_lost_majority_is_forced_to_lead_alone_and_takes_a_new_m
     // A new member under a new id (never a lost one's) joins and receives everything.
     let survivor_addr = fleet.client_addrs()[survivor];
     let survivor_peer = members[0].2.rsplit_once(':').expect("peer addr").1.to_string();
-    let (_four, four_addr, four_peer) = Extra::node_four(&format!("{me}@{survivor_addr}@{survivor_peer}")).await;
+    let (_four, four_addr, four_peer) = node_four(&format!("{me}@{survivor_addr}@{survivor_peer}")).await;
     assert_eq!(s.cmd(&["RAFT", "ADD", "4", &four_peer]).await, "+OK\r\n");
     let mut four = RawClient::connect(four_addr).await;
     assert_eq!(four.cmd(&["READONLY"]).await, "+OK\r\n");
@@ -439,13 +419,19 @@ async fn on_leader(addrs: &[SocketAddr], args: &[&str]) -> String {
 }
 
 /// Sends `args` to a member of `addrs` that does not lead, and returns its answer unless
-/// leadership moved meanwhile (then asks again, bounded).
+/// leadership moved meanwhile or the member did not know the leader yet (then asks
+/// again, bounded).
 async fn refused_off_the_leader(addrs: &[SocketAddr], args: &[&str]) -> String {
     let mut reply = String::new();
     for _ in 0..10 {
         let leader = leader_among(addrs).await;
         let other = *addrs.iter().find(|a| **a != leader).expect("a member that does not lead");
         reply = RawClient::connect(other).await.cmd(args).await;
+        if reply.starts_with("-TRYAGAIN") {
+            // Just elected: the member has not heard from the leader yet.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         if leader_among(addrs).await == leader {
             return reply;
         }

@@ -570,3 +570,73 @@ fn a_metadata_group_that_lost_two_voters_is_rebuilt_from_its_survivor() {
     reshard(&fleet, &format!("{}-{}", first + 20, first + 21), 2);
     wait_metadata(&fleet, "the move after the recovery recorded everywhere", |m| num(m, "catalog_epoch") > before);
 }
+
+/// A node `RAFT ADD`ed to a shard while it is in no running node's topology file (only
+/// in its own) becomes a learner of the metadata group by itself and holds the fleet's
+/// catalog: the same as every other node's, and a slot move made afterwards.
+#[test]
+fn a_node_added_outside_the_topology_file_gets_the_catalog() {
+    let fleet = start();
+    wait_metadata(&fleet, "metadata group formed", |m| num(m, "meta_leader") != 0 && num(m, "catalog_nodes") == 6);
+    // Node 7's file: the fleet's, with node 7 a fourth member of shard 1.
+    let text = std::fs::read_to_string(fleet.topology_path().expect("topology file")).expect("read topology");
+    let (port, peer) = (prism_tests::free_port(), prism_tests::free_port());
+    let at = text.find("]\n[[shard]]").expect("the end of shard 1's members");
+    let entry = format!("  {{ id = 7, host = \"127.0.0.1\", port = {port}, peer-port = {peer} }},\n");
+    let file = tempfile::NamedTempFile::new().expect("topology for node 7");
+    std::fs::write(file.path(), format!("{}{entry}{}", &text[..at], &text[at..])).expect("write topology");
+    let seven = prism_tests::Outsider::start(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--node-id",
+        "7",
+        "--cluster-topology",
+        file.path().to_str().expect("utf-8 path"),
+    ]);
+    let seven_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + BOUND;
+    while RespConn::connect(seven_addr, Duration::from_secs(1)).is_err() {
+        assert!(Instant::now() < deadline, "node 7 does not listen:\n{}", seven.log_tail(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let leader = leader_of(&fleet, 0).expect("shard 1 leads");
+    let add = call(fleet.client_addrs()[leader], &["RAFT", "ADD", "7", &format!("127.0.0.1:{port}@{peer}")]);
+    assert_eq!(add, OwnedFrame::SimpleString(b"OK".to_vec()));
+
+    // Node 7 learns the metadata group's log from its leader: the same catalog as node 1's.
+    let deadline = Instant::now() + BOUND;
+    let same = ["catalog_epoch", "catalog_nodes", "catalog_shards", "meta_leader", "meta_voters"];
+    loop {
+        let (mine, theirs) = (metadata(seven_addr), metadata(fleet.client_addrs()[0]));
+        if field(&mine, "meta_role") == "learner" && same.iter().all(|k| field(&mine, k) == field(&theirs, k)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 7's catalog: {mine:#?}\nnode 1's: {theirs:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let members = text_of(call(fleet.client_addrs()[0], &["RAFT", "METADATA", "MEMBERS"]));
+    assert!(members.contains(&format!("7,127.0.0.1:{port},127.0.0.1:{peer},learner")), "{members}");
+
+    // A move recorded afterwards reaches node 7 too.
+    let before = num(&metadata(seven_addr), "catalog_epoch");
+    let (first, _) = shard_slots(0, SHARDS);
+    reshard(&fleet, &format!("{}-{}", first + 30, first + 31), 2);
+    let deadline = Instant::now() + BOUND;
+    while num(&metadata(seven_addr), "catalog_epoch") <= before {
+        assert!(Instant::now() < deadline, "node 7 never saw the move: {:#?}", metadata(seven_addr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A reply as comma-joined text (nested arrays flattened), for `contains` checks.
+fn text_of(f: OwnedFrame) -> String {
+    match f {
+        OwnedFrame::SimpleString(s) | OwnedFrame::BulkString(s) => String::from_utf8_lossy(&s).into_owned(),
+        OwnedFrame::Integer(i) => i.to_string(),
+        OwnedFrame::Array(items) => items.into_iter().map(text_of).collect::<Vec<_>>().join(","),
+        other => format!("{other:?}"),
+    }
+}

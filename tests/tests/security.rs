@@ -4,16 +4,12 @@
 //! peer that speaks the old (unauthenticated) handshake is refused and counted on the
 //! admin port's `prism_peer_auth_failures_total`.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use prism_server::config::{parse_group, AdminPort};
-use prism_tests::{RawClient, TestNode, REPLY_TIMEOUT};
+use prism_tests::{free_port, RawClient, TestNode, REPLY_TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 #[tokio::test]
 async fn a_client_without_credentials_is_refused() {

@@ -10,21 +10,17 @@
 //! certificate from another CA). Every wait is bounded; every process is killed on drop.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use prism_tests::fleet::{Fleet, FleetOptions, RespConn};
-use prism_tests::prism_bin;
+use prism_tests::{free_port, prism_bin};
 use redis_protocol::resp2::types::OwnedFrame;
 
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 /// The openssl config the certificates are made from: a CA profile and a leaf profile
 /// usable as both server and client (peers are both).
