@@ -14,7 +14,8 @@
 //!   nodes from the thread that owns the fleet.
 //! - Every wait is bounded and fails with the node's log tail, never hangs.
 //! - Logs (stdout and stderr of every run of a node) append to `<tempdir>/node-<id>.log`;
-//!   `PRISM_KEEP_FLEET=1` keeps the directory and prints its path.
+//!   `PRISM_KEEP_FLEET=1` keeps the directory and prints its path. A failing test prints
+//!   each node's log tail, then its panic message again (so the output ends with why).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -127,6 +128,7 @@ impl Fleet {
     /// Starts every node and waits until each answers PING (not until a leader exists: see
     /// [`Fleet::wait_for_leader`]). Retries with fresh ports if one was taken meanwhile.
     pub fn start(opts: &FleetOptions) -> anyhow::Result<Fleet> {
+        crate::keep_panic_messages();
         let mut last = None;
         for _ in 0..3 {
             match Fleet::try_start(opts) {
@@ -418,6 +420,9 @@ impl Drop for Fleet {
             let mut err = std::io::stderr().lock();
             for i in 0..self.nodes.len() {
                 let _ = writeln!(err, "--- node {} log (tail) ---\n{}", i + 1, self.log_tail(i, 40));
+            }
+            if let Some(message) = crate::last_panic() {
+                let _ = writeln!(err, "--- the test failed (repeated from above) ---\n{message}");
             }
         }
         if std::env::var_os("PRISM_KEEP_FLEET").is_some() {

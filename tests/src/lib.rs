@@ -179,6 +179,31 @@ pub fn raft_cli(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
+thread_local! {
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that, besides printing as usual, keeps each
+/// thread's last panic message for [`last_panic`]. The guards that print node logs when a
+/// test fails ([`fleet::Fleet`], [`Outsider`]) repeat the message after those logs, so
+/// the end of a failed test's output (what a CI summary shows) says why it failed.
+pub fn keep_panic_messages() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info.to_string();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(message));
+            default(info);
+        }));
+    });
+}
+
+/// This thread's last panic message, with its location (see [`keep_panic_messages`]).
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.with(|p| p.borrow().clone())
+}
+
 /// A `prism` process a test starts outside any [`fleet::Fleet`] (a node joining one, say),
 /// with a temporary directory of its own for its data and log; killed on drop.
 pub struct Outsider {
@@ -189,6 +214,7 @@ pub struct Outsider {
 impl Outsider {
     /// Starts `prism <args> --data-dir <its dir>/data`, logging to `<its dir>/node.log`.
     pub fn start(args: &[&str]) -> Outsider {
+        keep_panic_messages();
         let dir = tempfile::tempdir().expect("temp dir");
         let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
         let child = std::process::Command::new(prism_bin())
@@ -221,6 +247,9 @@ impl Drop for Outsider {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("--- outsider log (tail) ---\n{}", self.log_tail(40));
+            if let Some(message) = last_panic() {
+                eprintln!("--- the test failed (repeated from above) ---\n{message}");
+            }
         }
     }
 }
