@@ -68,6 +68,35 @@ fn keyspace(c: &mut Criterion) {
             black_box(ks.apply(&Write { now_ms: 2, op }))
         })
     });
+    // Two threads applying at once, as a standalone node's connections do: what the
+    // shared write paths (the write gate, the counters) cost when both cores write.
+    // Wall time per write with both writing: half of `apply_set` if they scaled perfectly.
+    c.bench_function("keyspace/apply_set_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(2);
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let (ks, keys) = (&ks, &keys);
+                    s.spawn(move || {
+                        let mut i = (t as usize) * 50_000;
+                        for _ in 0..per_thread {
+                            i = (i + 7919) % keys.len();
+                            let op = Op::Set {
+                                key: keys[i].clone(),
+                                value: Bytes::from_static(b"zzz"),
+                                exists: Exists::Any,
+                                ttl: TtlChange::Clear,
+                                get: false,
+                            };
+                            black_box(ks.apply(&Write { now_ms: 3, op }));
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
 }
 
 criterion_group!(benches, slots, parse, keyspace);

@@ -281,11 +281,11 @@ pub struct Keyspace {
     /// Per-slot write versions (module header). Changed only under the slot's write lock.
     versions: Box<[AtomicU64]>,
     snapshotting: snapshot::Snapshotting,
-    /// Held shared by every outermost write (and [`Keyspace::replace_with`]) for its
-    /// whole duration, and exclusively by [`Keyspace::begin_snapshot`] while it records
-    /// the snapshot's instant: so that instant falls between two writes, whichever thread
+    /// Entered by every outermost write (and [`Keyspace::replace_with`]) for its whole
+    /// duration, and closed by [`Keyspace::begin_snapshot`] while it records the
+    /// snapshot's instant: so that instant falls between two writes, whichever thread
     /// starts the snapshot (`snapshot.rs`).
-    writes: RwLock<()>,
+    writes: snapshot::WriteGate,
     /// Slot ownership in a fleet (replicated beside the keys, carried by snapshots).
     pub meta: ShardMeta,
     /// Cold slots (replicated beside the keys, carried by snapshots): `tier::manifest`.
@@ -306,7 +306,7 @@ impl Keyspace {
             keys: AtomicI64::new(0),
             versions: (0..SLOT_COUNT).map(|_| AtomicU64::new(0)).collect(),
             snapshotting: snapshot::Snapshotting::default(),
-            writes: RwLock::new(()),
+            writes: snapshot::WriteGate::default(),
             meta: ShardMeta::default(),
             tier: Default::default(),
         }
@@ -371,7 +371,7 @@ impl Keyspace {
     /// mix. (A Raft follower installing a snapshot: the node keeps one keyspace for its
     /// life.)
     pub fn replace_with(&self, mut other: Keyspace) {
-        let _writing = self.writes.read();
+        let _writing = self.writes.enter();
         let snap = self.snapshotting.current();
         for (i, theirs) in other.slots.iter_mut().enumerate() {
             let mut mine = self.table(i as u16).write();
@@ -458,7 +458,7 @@ impl Keyspace {
     pub fn apply_hooked(&self, w: &Write, scope: LockScope<'_>, hooks: &mut dyn WriteHooks) -> Option<Output> {
         let outer = Held::current(self);
         // A nested write runs inside its outer write's hold of the gate.
-        let writing = outer.is_none().then(|| self.writes.read());
+        let writing = outer.is_none().then(|| self.writes.enter());
         if matches!(w.op, Op::FlushAll) && outer.is_none() {
             return self.flush_all(hooks);
         }

@@ -12,10 +12,10 @@
 //!
 //! Invariants:
 //! - No write runs while `begin_snapshot` records the instant (the slot versions, the
-//!   shard metadata and the tier manifest) and registers the snapshot: it holds the
-//!   keyspace's write gate exclusively, which every outermost write holds shared from
-//!   before it reads [`Snapshotting::current`] until it released its slot locks. So the
-//!   instant falls between two writes whoever calls it: a Raft state machine between two
+//!   shard metadata and the tier manifest) and registers the snapshot: it closes the
+//!   keyspace's [`WriteGate`], which every outermost write has entered from before it
+//!   reads [`Snapshotting::current`] until it released its slot locks. So the instant
+//!   falls between two writes whoever calls it: a Raft state machine between two
 //!   applies, or `BACKUP SAVE` on a connection while the shard applies writes.
 //! - Each slot is copied exactly once: its "copied" flag is claimed (`swap`) only while
 //!   that slot's lock is held, read or write, so the table is the untouched state at the
@@ -31,10 +31,53 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{Entry, Keyspace, SlotRead, SlotTable};
 use crate::slot::SLOT_COUNT;
+
+/// Lets writes run together and a snapshot's start exclude them all: a read lock per
+/// write, on a stripe of its thread's own (a cache line no other writing thread shares,
+/// so writers on several cores do not contend), and every stripe's write lock, in
+/// order, to close it.
+pub(crate) struct WriteGate {
+    stripes: Box<[Stripe]>,
+}
+
+/// One stripe, alone on its cache line(s).
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe(RwLock<()>);
+
+/// More stripes than a node has writing threads, so each usually has its own.
+const STRIPES: usize = 32;
+
+impl Default for WriteGate {
+    fn default() -> Self {
+        WriteGate { stripes: (0..STRIPES).map(|_| Stripe::default()).collect() }
+    }
+}
+
+impl WriteGate {
+    /// Entered for one write; waits while the gate is closed.
+    #[inline]
+    pub(crate) fn enter(&self) -> RwLockReadGuard<'_, ()> {
+        self.stripes[this_threads_stripe()].0.read()
+    }
+
+    /// Closed: every write that entered has left, and none enters until this is dropped.
+    fn close(&self) -> Vec<RwLockWriteGuard<'_, ()>> {
+        self.stripes.iter().map(|s| s.0.write()).collect()
+    }
+}
+
+fn this_threads_stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
 
 /// The entries of one slot as a snapshot copied them.
 pub type SlotCopy = Vec<(Bytes, Entry)>;
@@ -178,7 +221,7 @@ impl Keyspace {
         if let Some(earlier) = self.snapshotting.current() {
             earlier.copy_remaining(self);
         }
-        let _instant = self.writes.write();
+        let _instant = self.writes.close();
         // Another thread began one meanwhile (rare): it is completed too, writes waiting.
         if let Some(earlier) = self.snapshotting.current() {
             earlier.copy_remaining(self);
