@@ -33,20 +33,23 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
+/// A plain `SET key value` write at `now_ms`.
+fn set(key: &Bytes, value: &'static [u8], now_ms: u64) -> Write {
+    let op = Op::Set {
+        key: key.clone(),
+        value: Bytes::from_static(value),
+        exists: Exists::Any,
+        ttl: TtlChange::Clear,
+        get: false,
+    };
+    Write { now_ms, op }
+}
+
 fn keyspace(c: &mut Criterion) {
     let ks = Keyspace::new();
     let keys: Vec<Bytes> = (0..100_000).map(|i| Bytes::from(format!("key:{i:012}"))).collect();
     for k in &keys {
-        ks.apply(&Write {
-            now_ms: 1,
-            op: Op::Set {
-                key: k.clone(),
-                value: Bytes::from_static(b"xxx"),
-                exists: Exists::Any,
-                ttl: TtlChange::Clear,
-                get: false,
-            },
-        });
+        ks.apply(&set(k, b"xxx", 1));
     }
     let mut i = 0usize;
     c.bench_function("keyspace/get_hit", |b| {
@@ -58,14 +61,7 @@ fn keyspace(c: &mut Criterion) {
     c.bench_function("keyspace/apply_set", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            let op = Op::Set {
-                key: keys[i].clone(),
-                value: Bytes::from_static(b"yyy"),
-                exists: Exists::Any,
-                ttl: TtlChange::Clear,
-                get: false,
-            };
-            black_box(ks.apply(&Write { now_ms: 2, op }))
+            black_box(ks.apply(&set(&keys[i], b"yyy", 2)))
         })
     });
     // Two threads applying at once, as a standalone node's connections do: what the
@@ -76,20 +72,13 @@ fn keyspace(c: &mut Criterion) {
             let per_thread = iters.div_ceil(2);
             let start = std::time::Instant::now();
             std::thread::scope(|s| {
-                for t in 0..2u64 {
+                for t in 0..2usize {
                     let (ks, keys) = (&ks, &keys);
                     s.spawn(move || {
-                        let mut i = (t as usize) * 50_000;
+                        let mut i = t * 50_000;
                         for _ in 0..per_thread {
                             i = (i + 7919) % keys.len();
-                            let op = Op::Set {
-                                key: keys[i].clone(),
-                                value: Bytes::from_static(b"zzz"),
-                                exists: Exists::Any,
-                                ttl: TtlChange::Clear,
-                                get: false,
-                            };
-                            black_box(ks.apply(&Write { now_ms: 3, op }));
+                            black_box(ks.apply(&set(&keys[i], b"zzz", 3)));
                         }
                     });
                 }

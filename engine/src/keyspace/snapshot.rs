@@ -215,8 +215,8 @@ impl Keyspace {
     /// Starts a copy-on-write snapshot of the current state and returns it; finish it with
     /// [`SnapshotInProgress::copy_rest`] (typically on a background thread) while writes go
     /// on. Safe to call while other threads write: it waits for the writes in flight and
-    /// holds new ones back for the few microseconds it takes (module invariants). A
-    /// snapshot still in progress is completed first.
+    /// holds new ones back while it records the instant (0.1-1 ms, docs/benchmarks.md;
+    /// module invariants). A snapshot still in progress is completed first.
     pub fn begin_snapshot(&self) -> Arc<SnapshotInProgress> {
         if let Some(earlier) = self.snapshotting.current() {
             earlier.copy_remaining(self);

@@ -8,8 +8,8 @@
 //! its snapshot names, the object read (checksum verified), its rows digested but those
 //! of keys the slot's delta decides (so the digests are of the slot as a load merges it),
 //! and the object copied to the backup store unless that is the node's own cold store;
-//! then the snapshot object. The manifest
-//! that makes the backup complete is written by the caller, after every shard answered.
+//! then the snapshot object. The manifest that makes the backup complete is written by
+//! the caller, after every shard answered.
 //!
 //! Invariants: nothing here changes the keyspace or proposes anything; a failure
 //! answers an error and leaves at most unreferenced objects under `name/` (no manifest
@@ -133,8 +133,8 @@ impl Plan {
                 .cold
                 .iter()
                 .map(|(slot, entry)| {
-                    let delta = image.slots.get(*slot as usize).map(|t| t.iter().map(|(k, _)| k.clone()).collect());
-                    (*slot, entry.object.clone(), delta.unwrap_or_default())
+                    let delta = image.slots[*slot as usize].iter().map(|(k, _)| k.clone()).collect();
+                    (*slot, entry.object.clone(), delta)
                 })
                 .collect();
             let copy = KeyspaceCopy::from_image(image);
